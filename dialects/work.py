@@ -1,0 +1,27 @@
+"""What one operator asks of a device: arithmetic and bytes, independent of any hardware.
+
+The dialect counts the work of each op (see `llm_work`); each device kind's cost model in
+`pimc.targets` turns a `Work` into seconds and joules. This is the only interface between the two.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Work:
+    op: str
+    """Operation name, e.g. "llm.linear"."""
+    flops: float
+    """Arithmetic operations (one multiply-accumulate counts as 2)."""
+    compute_bits: int
+    """Operand bit width that sets the compute rate (the weight bits of a linear, else 32)."""
+    weight_bytes: float
+    """Constant weight bytes read, at their storage width (low-bit codes plus scales)."""
+    input_bytes: float
+    """Activation and state (KV cache) bytes read."""
+    output_bytes: float
+    """Bytes written."""
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weight_bytes + self.input_bytes + self.output_bytes
