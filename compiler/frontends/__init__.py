@@ -1,0 +1,57 @@
+"""Frontends: turn what a user names (a preset, a config.json folder) into a model the pipeline reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from xdsl.dialects.builtin import ModuleOp
+
+from pimc.errors import ModelError
+from pimc.frontends.hf_config import ModelConfig, load_preset, preset_names, read_config_file
+from pimc.frontends.llm_builder import build_module
+from pimc.frontends.weights import WeightStore, checkpoint_files, load_checkpoint, random_weights, weight_shapes
+
+NOT_YET = {".onnx": "ONNX", ".gguf": "GGUF"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model's architecture and where its weights may come from."""
+
+    config: ModelConfig
+    spec: str
+    folder: Path | None = None  # folder of config.json, where safetensors files may sit
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.folder is not None and bool(checkpoint_files(self.folder))
+
+
+def read_model(spec: str) -> ModelSource:
+    """A preset name, a config.json file or a folder holding one."""
+    path = Path(spec)
+    if path.suffix.lower() in NOT_YET:
+        raise ModelError(f"{spec}: {NOT_YET[path.suffix.lower()]} import is not built yet (use a config.json folder or a preset)")
+    if path.exists():
+        config = read_config_file(path)
+        return ModelSource(config, spec, path if path.is_dir() else path.parent)
+    if "/" in spec or path.suffix:
+        raise ModelError(f"{spec}: no such file or directory")
+    return ModelSource(load_preset(spec), spec)
+
+
+def model_weights(source: ModelSource, module: ModuleOp, weights: str = "auto", seed: int = 0) -> WeightStore:
+    """Weights for every `llm.weight` in `module`: "auto" (checkpoint if present, else random),
+    "checkpoint" or "random" (seeded)."""
+    shapes = weight_shapes(module)
+    if weights not in ("auto", "checkpoint", "random"):
+        raise ModelError(f"unknown weights source '{weights}' (auto, checkpoint, random)")
+    if weights == "checkpoint" or (weights == "auto" and source.has_checkpoint):
+        if source.folder is None:
+            raise ModelError(f"{source.spec}: a preset has no checkpoint; use random weights")
+        return load_checkpoint(source.folder, source.config, shapes)
+    return random_weights(shapes, seed)
+
+
+__all__ = ["ModelConfig", "ModelSource", "build_module", "model_weights", "preset_names", "read_model"]

@@ -1,0 +1,196 @@
+"""Independent schedule checker: every solver's output passes through it before use.
+
+It only reads the problem and the schedule (never calls a scheduler), so a bug in a solver
+cannot hide itself. Times are compared with a relative tolerance of 1e-9; intervals that only
+touch (end == start) do not overlap.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pimc.errors import ScheduleError
+from pimc.mapping.problem import MappingProblem
+from pimc.mapping.schedule import Schedule
+
+__all__ = ["check_schedule", "schedule_violations"]
+
+REL_TOL = 1e-9
+_SHOWN = 5
+
+
+def _tol(*xs: float) -> float:
+    return REL_TOL * max(1e-6, *(abs(x) for x in xs)) if xs else REL_TOL
+
+
+def _before(a: float, b: float) -> bool:
+    """a < b by more than the tolerance."""
+    return a < b - _tol(a, b)
+
+
+def _covers(r, a: float, b: float) -> bool:
+    return not _before(a, r.start_s) and not _before(r.end_s, b)
+
+
+def check_schedule(problem: MappingProblem, schedule: Schedule) -> None:
+    """Raise ScheduleError (one line: count and the first few violations) if schedule is invalid."""
+    v = schedule_violations(problem, schedule)
+    if v:
+        more = f"; ... and {len(v) - _SHOWN} more" if len(v) > _SHOWN else ""
+        raise ScheduleError(f"invalid schedule ({len(v)} violations): " + "; ".join(v[:_SHOWN]) + more)
+
+
+def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str]:
+    """All violations, in a deterministic order (ops, devices, transfers, memories)."""
+    v: list[str] = []
+    slots = schedule.slots
+    mem_of = problem.memory_of
+
+    # Ops: each exactly once, on a capable device, with the cost-table duration.
+    for name, s in slots.items():
+        if name != s.op:
+            v.append(f"slot key {name!r} holds op {s.op!r}")
+        if s.op not in problem.op_by_name:
+            v.append(f"unknown op {s.op!r} scheduled")
+    for op in problem.ops:
+        s = slots.get(op.name)
+        if s is None or s.op != op.name:
+            v.append(f"op {op.name!r} missing from schedule")
+            continue
+        if s.device not in mem_of:
+            v.append(f"op {op.name!r} on unknown device {s.device!r}")
+            continue
+        cost = problem.costs.get((op.name, s.device))
+        if cost is None:
+            v.append(f"op {op.name!r} on device {s.device!r} that cannot run it")
+            continue
+        if s.start_s < 0 or s.end_s < 0:
+            v.append(f"op {op.name!r} has negative time [{s.start_s}, {s.end_s}]")
+        if abs((s.end_s - s.start_s) - cost.latency_s) > _tol(cost.latency_s, s.end_s):
+            v.append(f"op {op.name!r} lasts {s.end_s - s.start_s} s on {s.device!r}, "
+                     f"cost table says {cost.latency_s} s")
+    ok = {n: s for n, s in slots.items() if n in problem.op_by_name and s.device in mem_of}
+
+    # Dependencies, with a transfer whenever producer and consumer memories differ.
+    by_tensor_dst = defaultdict(list)
+    for tr in schedule.transfers:
+        by_tensor_dst[(tr.tensor, tr.dst_memory)].append(tr)
+    for op in problem.ops:
+        c = ok.get(op.name)
+        if c is None:
+            continue
+        for t in dict.fromkeys(op.inputs):
+            pn = problem.producer.get(t)
+            if pn is None or pn == op.name or pn not in ok:
+                continue
+            p = ok[pn]
+            if _before(c.start_s, p.end_s):
+                v.append(f"op {op.name!r} starts at {c.start_s} before producer {pn!r} of "
+                         f"{t!r} ends at {p.end_s}")
+            mp, mc = mem_of[p.device], mem_of[c.device]
+            if mp != mc:
+                good = [tr for tr in by_tensor_dst[(t, mc)]
+                        if not _before(tr.start_s, p.end_s) and not _before(c.start_s, tr.end_s)]
+                if not good:
+                    v.append(f"tensor {t!r} needs a transfer {mp!r}->{mc!r} between producer "
+                             f"{pn!r} end {p.end_s} and consumer {op.name!r} start {c.start_s}")
+
+    # Device exclusivity.
+    per_dev = defaultdict(list)
+    for s in ok.values():
+        per_dev[s.device].append(s)
+    for d in sorted(per_dev):
+        ss = sorted(per_dev[d], key=lambda s: (s.start_s, s.end_s, s.op))
+        for a, b in zip(ss, ss[1:]):
+            if _before(b.start_s, a.end_s):
+                v.append(f"ops {a.op!r} and {b.op!r} overlap on device {d!r}")
+
+    # Transfers: a real link, the whole tensor, long enough, one at a time per directed link.
+    per_link = defaultdict(list)
+    for tr in schedule.transfers:
+        tag = f"transfer of {tr.tensor!r} {tr.src_memory!r}->{tr.dst_memory!r}"
+        link = problem.links.get((tr.src_memory, tr.dst_memory))
+        if tr.tensor not in problem.tensors:
+            v.append(f"{tag}: unknown tensor")
+            continue
+        if link is None:
+            v.append(f"{tag}: no such link")
+            continue
+        if tr.bytes != problem.tensors[tr.tensor].size_bytes:
+            v.append(f"{tag}: moves {tr.bytes} bytes, tensor has {problem.tensors[tr.tensor].size_bytes}")
+        if tr.start_s < 0:
+            v.append(f"{tag}: negative start {tr.start_s}")
+        need = link.time_s(tr.bytes)
+        if _before(tr.end_s - tr.start_s, need):
+            v.append(f"{tag}: lasts {tr.end_s - tr.start_s} s, link needs {need} s")
+        per_link[(tr.src_memory, tr.dst_memory)].append(tr)
+    for key in sorted(per_link):
+        ts = sorted(per_link[key], key=lambda t: (t.start_s, t.end_s, t.tensor))
+        for a, b in zip(ts, ts[1:]):
+            if _before(b.start_s, a.end_s):
+                v.append(f"transfers of {a.tensor!r} and {b.tensor!r} overlap on link {key[0]!r}->{key[1]!r}")
+
+    # Residency: tensors present where they are read and written, and where transfers touch them.
+    res_of = defaultdict(list)
+    for r in schedule.residency:
+        res_of[(r.tensor, r.memory)].append(r)
+
+    def resident(t: str, m: str, a: float, b: float) -> bool:
+        return any(_covers(r, a, b) for r in res_of[(t, m)])
+
+    for op in problem.ops:
+        s = ok.get(op.name)
+        if s is None:
+            continue
+        m = mem_of[s.device]
+        for t in dict.fromkeys((*op.inputs, *op.outputs)):
+            if not resident(t, m, s.start_s, s.end_s):
+                v.append(f"tensor {t!r} not resident in {m!r} during op {op.name!r} "
+                         f"[{s.start_s}, {s.end_s}]")
+    for tr in schedule.transfers:
+        for m in (tr.src_memory, tr.dst_memory):
+            if not resident(tr.tensor, m, tr.start_s, tr.end_s):
+                v.append(f"tensor {tr.tensor!r} not resident in {m!r} during its transfer "
+                         f"[{tr.start_s}, {tr.end_s}]")
+
+    # Memories: known, capacity at every instant, addresses in range and disjoint.
+    per_mem = defaultdict(list)
+    for r in schedule.residency:
+        if r.tensor not in problem.tensors or r.memory not in problem.capacity_bytes:
+            v.append(f"residency of {r.tensor!r} in {r.memory!r}: unknown tensor or memory")
+            continue
+        if r.start_s < 0 or _before(r.end_s, r.start_s):
+            v.append(f"residency of {r.tensor!r} in {r.memory!r} has bad interval [{r.start_s}, {r.end_s}]")
+            continue
+        per_mem[r.memory].append(r)
+    for m in sorted(per_mem):
+        cap = problem.capacity_bytes[m]
+        rs = per_mem[m]
+        size = {r.tensor: problem.tensors[r.tensor].size_bytes for r in rs}
+        events = sorted([(r.start_s, 1, size[r.tensor]) for r in rs if r.end_s > r.start_s]
+                        + [(r.end_s, 0, -size[r.tensor]) for r in rs if r.end_s > r.start_s])
+        cur = peak = 0
+        at = 0.0
+        for t, _, n in events:  # ends sort before starts at equal times
+            cur += n
+            if cur > peak:
+                peak, at = cur, t
+        if peak > cap:
+            v.append(f"memory {m!r} holds {peak} bytes at t={at} s, capacity {cap} bytes")
+        placed = sorted((r for r in rs if r.offset_bytes is not None),
+                        key=lambda r: (r.start_s, r.end_s, r.tensor))
+        for r in placed:
+            if r.offset_bytes < 0 or r.offset_bytes + size[r.tensor] > cap:
+                v.append(f"tensor {r.tensor!r} at offset {r.offset_bytes} (+{size[r.tensor]} bytes) "
+                         f"is outside memory {m!r} of {cap} bytes")
+        active: list = []
+        for r in placed:  # sweep by start; drop residencies that ended
+            active = [a for a in active if _before(r.start_s, a.end_s)]
+            lo, hi = r.offset_bytes, r.offset_bytes + size[r.tensor]
+            for a in active:
+                alo, ahi = a.offset_bytes, a.offset_bytes + size[a.tensor]
+                if lo < ahi and alo < hi and _before(r.start_s, r.end_s) and _before(a.start_s, a.end_s):
+                    v.append(f"tensors {a.tensor!r} and {r.tensor!r} overlap in {m!r} at addresses "
+                             f"[{max(lo, alo)}, {min(hi, ahi)}) during [{r.start_s}, {min(r.end_s, a.end_s)}]")
+            active.append(r)
+    return v

@@ -1,0 +1,210 @@
+"""HEFT-style list scheduling: the fast baseline and fallback for the CP-SAT mapper.
+
+Ops are taken by decreasing upward rank; each goes to the device that finishes it first,
+counting the transfers its inputs need over (one-at-a-time, directed) links. Tensors are then
+given first-fit addresses. There is no eviction or spilling in this heuristic: if the live
+tensors do not fit a memory, it raises ScheduleError rather than producing a wrong schedule.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+from pimc.errors import ScheduleError
+from pimc.mapping.problem import MappingProblem
+from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
+
+__all__ = ["list_schedule", "upward_ranks"]
+
+
+def upward_ranks(problem: MappingProblem, devices: Sequence[str]) -> dict[str, float]:
+    """rank(op) = mean latency over capable devices + max over successors of (mean transfer
+    time of the tensors on that edge + rank(successor)). Mean transfer is over all links."""
+    links = [problem.links[k] for k in sorted(problem.links)]
+    g = problem.graph
+
+    def mean_comm(tensors: list[str]) -> float:
+        if not links:
+            return 0.0
+        size = sum(problem.tensors[t].size_bytes for t in tensors)
+        return sum(lk.time_s(size) for lk in links) / len(links)
+
+    rank: dict[str, float] = {}
+    for op in reversed(problem.ops):
+        lat = [problem.costs[(op.name, d)].latency_s for d in devices if (op.name, d) in problem.costs]
+        own = sum(lat) / len(lat) if lat else 0.0
+        succ = [mean_comm(g.edges[op.name, s]["tensors"]) + rank[s]
+                for s in sorted(g.successors(op.name), key=problem.op_index.__getitem__)]
+        rank[op.name] = own + max(succ, default=0.0)
+    return rank
+
+
+def list_schedule(problem: MappingProblem, devices: Sequence[str] | None = None) -> Schedule:
+    """Schedule every op on one of `devices` (default: all). Deterministic: ties go to the
+    earlier op in problem order and the earlier device in `devices` order."""
+    devs = tuple(problem.devices if devices is None else devices)
+    for d in devs:
+        if d not in problem.memory_of:
+            raise ScheduleError(f"unknown device {d!r}; problem devices: {list(problem.devices)}")
+    for op in problem.ops:
+        if not any((op.name, d) in problem.costs for d in devs):
+            raise ScheduleError(f"no device among {list(devs)} can run op {op.name!r} ({op.kind})")
+
+    rank = upward_ranks(problem, devs)
+    order = problem.op_index
+    g = problem.graph
+
+    dev_free = {d: 0.0 for d in devs}
+    link_free: dict[tuple[str, str], float] = {}
+    home: dict[str, str] = {}  # tensor -> memory holding its original copy
+    avail: dict[tuple[str, str], float] = {}  # (tensor, memory) -> time it is readable there
+    slots: dict[str, OpSlot] = {}
+    transfers: list[Transfer] = []
+
+    pending = {op.name: g.in_degree(op.name) for op in problem.ops}
+    ready = [(-rank[n], order[n], n) for n, k in pending.items() if k == 0]
+    heapq.heapify(ready)
+    while ready:
+        name = heapq.heappop(ready)[2]
+        op = problem.op_by_name[name]
+        best = None
+        for d in devs:
+            if (name, d) not in problem.costs:
+                continue
+            trial = _try_device(problem, op, d, dev_free[d], link_free, home, avail)
+            if trial is not None and (best is None or trial[0] < best[0]):
+                best = trial + (d,)
+        if best is None:
+            raise ScheduleError(
+                f"op {name!r}: no device among {list(devs)} can receive its inputs "
+                f"(missing link between memories)")
+        start, new_transfers, d = best[1], best[2], best[3]
+        end = start + problem.costs[(name, d)].latency_s
+        mem = problem.memory_of[d]
+        slots[name] = OpSlot(name, d, start, end)
+        dev_free[d] = end
+        for tr in new_transfers:
+            transfers.append(tr)
+            link_free[(tr.src_memory, tr.dst_memory)] = tr.end_s
+            avail[(tr.tensor, tr.dst_memory)] = tr.end_s
+        for t in op.inputs:
+            if t not in home:  # first touch of an input/weight/state: it lives here from time 0
+                home[t] = mem
+                avail[(t, mem)] = 0.0
+        for t in op.outputs:
+            home[t] = mem
+            avail[(t, mem)] = end
+        for s in g.successors(name):
+            pending[s] -= 1
+            if pending[s] == 0:
+                heapq.heappush(ready, (-rank[s], order[s], s))
+
+    makespan = max((s.end_s for s in slots.values()), default=0.0)
+    residency = _residencies(problem, slots, transfers, home, makespan)
+    residency = _assign_offsets(problem, residency)
+    transfers.sort(key=lambda t: (t.start_s, t.src_memory, t.dst_memory, t.tensor))
+    return Schedule(slots=slots, residency=tuple(residency), transfers=tuple(transfers),
+                    solver="list", status="heuristic", objective=makespan, bound=None, gap=None)
+
+
+def _try_device(problem, op, d, free, link_free, home, avail):
+    """(finish, start, transfers) for op on device d, or None if an input cannot reach it."""
+    mem = problem.memory_of[d]
+    start = free
+    lf: dict[tuple[str, str], float] = {}
+    new: list[Transfer] = []
+    for t in dict.fromkeys(op.inputs):
+        if t not in home:
+            continue  # unplaced input/weight/state: it will be homed in this memory at time 0
+        if (t, mem) in avail:
+            start = max(start, avail[(t, mem)])
+            continue
+        src = home[t]
+        link = problem.links.get((src, mem))
+        if link is None:
+            return None
+        key = (src, mem)
+        nbytes = problem.tensors[t].size_bytes
+        t0 = max(avail[(t, src)], lf.get(key, link_free.get(key, 0.0)))
+        t1 = t0 + link.time_s(nbytes)
+        lf[key] = t1
+        new.append(Transfer(t, src, mem, t0, t1, nbytes))
+        start = max(start, t1)
+    for t in op.outputs:  # a state updated in place must be written where it lives
+        if t in home and home[t] != mem:
+            return None
+    finish = start + problem.costs[(op.name, d)].latency_s
+    return finish, start, new
+
+
+def _residencies(problem, slots, transfers, home, makespan) -> list[Residency]:
+    """One residency per (tensor, memory) copy, spanning its writes, reads and outgoing transfers."""
+    first: dict[tuple[str, str], float] = {}
+    last: dict[tuple[str, str], float] = {}
+
+    def touch(t: str, m: str, a: float, b: float) -> None:
+        first[(t, m)] = min(first.get((t, m), a), a)
+        last[(t, m)] = max(last.get((t, m), b), b)
+
+    for s in slots.values():
+        m = problem.memory_of[s.device]
+        for t in (*problem.op_by_name[s.op].inputs, *problem.op_by_name[s.op].outputs):
+            touch(t, m, s.start_s, s.end_s)
+    for tr in transfers:
+        touch(tr.tensor, tr.src_memory, tr.start_s, tr.end_s)
+        touch(tr.tensor, tr.dst_memory, tr.start_s, tr.end_s)
+
+    out: list[Residency] = []
+    for t in problem.tensors.values():
+        if t.name not in home:
+            continue  # not referenced by any op
+        h = home[t.name]
+        for m in sorted({m for (tn, m) in first if tn == t.name}, key=lambda m: (m != h, m)):
+            a, b = first[(t.name, m)], last[(t.name, m)]
+            if m == h:
+                if t.kind in ("input", "weight", "state"):
+                    a = 0.0
+                if t.kind in ("weight", "state", "output"):
+                    b = makespan
+            out.append(Residency(t.name, m, a, b, None))
+    return out
+
+
+def _peak(intervals: list[tuple[float, float, int]]) -> int:
+    events = sorted([(a, 1, n) for a, b, n in intervals if b > a]
+                    + [(b, 0, -n) for a, b, n in intervals if b > a])
+    cur = peak = 0
+    for _, _, n in events:  # ends (0) sort before starts (1) at equal times: touching is fine
+        cur += n
+        peak = max(peak, cur)
+    return peak
+
+
+def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
+    """First-fit addresses per memory, residencies taken by (start, larger first, name)."""
+    out: list[Residency] = []
+    for mem in sorted({r.memory for r in residency}):
+        cap = problem.capacity_bytes[mem]
+        rs = sorted((r for r in residency if r.memory == mem),
+                    key=lambda r: (r.start_s, -problem.tensors[r.tensor].size_bytes, r.tensor))
+        placed: list[tuple[float, float, int, int]] = []  # start, end, offset, size
+        high = 0
+        for r in rs:
+            size = problem.tensors[r.tensor].size_bytes
+            busy = sorted((o, o + n) for a, b, o, n in placed if a < r.end_s and r.start_s < b)
+            off = 0
+            for lo, hi in busy:
+                if off + size <= lo:
+                    break
+                off = max(off, hi)
+            high = max(high, off + size)
+            placed.append((r.start_s, r.end_s, off, size))
+            out.append(Residency(r.tensor, r.memory, r.start_s, r.end_s, off))
+        if high > cap:
+            peak = _peak([(a, b, n) for a, b, _, n in placed])
+            raise ScheduleError(
+                f"memory {mem!r} overflows: peak live {peak} bytes (first-fit needs {high}) "
+                f"> capacity {cap} bytes; the list scheduler does not evict or spill")
+    out.sort(key=lambda r: (r.memory, r.start_s, r.tensor))
+    return out

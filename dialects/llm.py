@@ -1,0 +1,678 @@
+"""The `llm` dialect: tensor-level SSA ops of decoder-only language models.
+
+One op per model operator. Activations are `tensor<...xf32>` without a batch dimension
+(`[seq, hidden]`, or `[seq, heads, head_dim]` around attention); token ids and positions are
+`tensor<Sxi64>`. Weights are never inline: `llm.weight "name"` names an entry of the weight store.
+The KV cache is named state (`cache = "..."`) that persists across calls of the module's functions.
+Reference semantics (numpy) live beside this file in `llm_semantics.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    I64,
+    DenseArrayBase,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    f64,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, Operation, ParametrizedAttribute, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    opt_prop_def,
+    param_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.dialects.builtin import IntAttr
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+# --------------------------------------------------------------------------- attributes
+
+QUANT_FORMATS = {f"int{b}": float(b) for b in range(2, 9)} | {"binary": 1.0, "ternary": 1.6}
+"""Weight code formats and their storage bits per weight (ternary packs 5 trits per byte)."""
+
+SCALE_LAYOUTS = ("per_group", "per_channel", "per_tensor")
+
+
+@irdl_attr_definition
+class QuantAttr(ParametrizedAttribute):
+    """How a weight is stored: code format, quantization group along the input dimension, scales.
+
+    `#llm.quant<int4, group = 32, scale = per_group, scale_bits = 16, symmetric = 1>`
+    """
+
+    name = "llm.quant"
+
+    format: StringAttr = param_def()
+    group: IntAttr = param_def()
+    scale: StringAttr = param_def()
+    scale_bits: IntAttr = param_def()
+    symmetric: IntAttr = param_def()
+
+    def __init__(
+        self,
+        format: str,
+        group: int,
+        scale: str = "per_group",
+        scale_bits: int = 16,
+        symmetric: bool = True,
+    ):
+        super().__init__(
+            StringAttr(format), IntAttr(group), StringAttr(scale), IntAttr(scale_bits), IntAttr(int(symmetric))
+        )
+
+    @property
+    def code_bits(self) -> float:
+        return QUANT_FORMATS[self.format.data]
+
+    @property
+    def levels(self) -> tuple[int, int]:
+        """Smallest and largest integer code."""
+        fmt = self.format.data
+        if fmt == "binary":
+            return (-1, 1)
+        if fmt == "ternary":
+            return (-1, 1)
+        bits = int(self.code_bits)
+        if self.symmetric.data:
+            return (-(2 ** (bits - 1)) + 1, 2 ** (bits - 1) - 1)
+        return (0, 2**bits - 1)
+
+    def storage_bytes(self, shape: Sequence[int]) -> float:
+        """Bytes of codes plus scales (and zero points when asymmetric) for a [N, K] weight."""
+        numel = math.prod(shape)
+        groups = self.scale_count(shape)
+        per_scale = self.scale_bits.data / 8 * (1 if self.symmetric.data else 2)
+        return numel * self.code_bits / 8 + groups * per_scale
+
+    def scale_count(self, shape: Sequence[int]) -> int:
+        layout = self.scale.data
+        if layout == "per_tensor":
+            return 1
+        rows = math.prod(shape[:-1])
+        if layout == "per_channel":
+            return rows
+        return rows * math.ceil(shape[-1] / self.group.data)
+
+    def verify(self) -> None:
+        if self.format.data not in QUANT_FORMATS:
+            raise VerifyException(
+                f"#llm.quant: unknown format '{self.format.data}' (expected one of {', '.join(QUANT_FORMATS)})"
+            )
+        if self.scale.data not in SCALE_LAYOUTS:
+            raise VerifyException(f"#llm.quant: unknown scale layout '{self.scale.data}' (expected {SCALE_LAYOUTS})")
+        if self.group.data <= 0:
+            raise VerifyException(f"#llm.quant: group must be positive, got {self.group.data}")
+        if self.scale_bits.data not in (8, 16, 32):
+            raise VerifyException(f"#llm.quant: scale_bits must be 8, 16 or 32, got {self.scale_bits.data}")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            fmt = parser.parse_identifier()
+            fields = {"group": "0", "scale": "per_group", "scale_bits": "16", "symmetric": "1"}
+            while parser.parse_optional_punctuation(",") is not None:
+                key = parser.parse_identifier()
+                if key not in fields:
+                    parser.raise_error(f"#llm.quant: unknown field '{key}'")
+                parser.parse_punctuation("=")
+                if key == "scale":
+                    fields[key] = parser.parse_identifier()
+                else:
+                    fields[key] = str(parser.parse_integer())
+        return (
+            StringAttr(fmt),
+            IntAttr(int(fields["group"])),
+            StringAttr(fields["scale"]),
+            IntAttr(int(fields["scale_bits"])),
+            IntAttr(int(fields["symmetric"])),
+        )
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(
+            f"<{self.format.data}, group = {self.group.data}, scale = {self.scale.data}, "
+            f"scale_bits = {self.scale_bits.data}, symmetric = {self.symmetric.data}>"
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def tensor_shape(value: SSAValue | Attribute) -> tuple[int, ...]:
+    typ = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(typ, TensorType)
+    return tuple(typ.get_shape())
+
+
+def _fail(op: Operation, message: str) -> None:
+    raise VerifyException(f"{op.name}: {message}")
+
+
+def _is_int(value: SSAValue) -> bool:
+    return isinstance(value.type, TensorType) and isinstance(value.type.element_type, IntegerType)
+
+
+def _require_rank(op: Operation, what: str, value: SSAValue, rank: int) -> tuple[int, ...]:
+    shape = tensor_shape(value)
+    if len(shape) != rank:
+        _fail(op, f"{what} must have rank {rank}, got shape {list(shape)}")
+    return shape
+
+
+def _require_positions(op: Operation, pos: SSAValue, seq: int) -> None:
+    shape = tensor_shape(pos)
+    if not _is_int(pos) or shape != (seq,):
+        _fail(op, f"positions must be tensor<{seq}xi64>, got {pos.type}")
+
+
+def _require_result(op: Operation, expected: Sequence[int]) -> None:
+    got = tensor_shape(op.results[0])
+    if got != tuple(expected):
+        _fail(op, f"result shape {list(got)} does not match expected {list(expected)}")
+
+
+def broadcast_shape(op: Operation, a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    out = []
+    for x, y in zip(reversed((1,) * (len(b) - len(a)) + tuple(a)), reversed((1,) * (len(a) - len(b)) + tuple(b))):
+        if x != y and 1 not in (x, y):
+            _fail(op, f"operand shapes {list(a)} and {list(b)} do not broadcast")
+        out.append(max(x, y))
+    return tuple(reversed(out))
+
+
+ANY_TENSOR = TensorType
+
+
+class LlmOp(IRDLOperation):
+    """Common base: properties print inside the attribute dictionary."""
+
+    irdl_options = (ParsePropInAttrDict(),)
+
+
+# --------------------------------------------------------------------------- ops
+
+
+@irdl_op_definition
+class WeightOp(LlmOp):
+    """A constant tensor read from the weight store by name."""
+
+    name = "llm.weight"
+    weight = prop_def(StringAttr, prop_name="name")
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$name attr-dict `:` type($result)"
+
+    def __init__(self, name: str, typ: TensorType):
+        super().__init__(properties={"name": StringAttr(name)}, result_types=[typ])
+
+
+@irdl_op_definition
+class EmbeddingOp(LlmOp):
+    """Rows of `table` [V, D] selected by integer `ids` [S]."""
+
+    name = "llm.embedding"
+    ids = operand_def(ANY_TENSOR)
+    table = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$ids `,` $table attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        if not _is_int(self.ids) or len(tensor_shape(self.ids)) != 1:
+            _fail(self, f"ids must be a rank-1 integer tensor, got {self.ids.type}")
+        vocab, dim = _require_rank(self, "table", self.table, 2)
+        _require_result(self, (tensor_shape(self.ids)[0], dim))
+
+
+@irdl_op_definition
+class RMSNormOp(LlmOp):
+    """x / sqrt(mean(x², last axis) + eps) * (weight + offset)."""
+
+    name = "llm.rmsnorm"
+    input = operand_def(ANY_TENSOR)
+    weight = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    eps = prop_def(FloatAttr)
+    offset = opt_prop_def(FloatAttr)
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $weight attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        shape = tensor_shape(self.input)
+        if tensor_shape(self.weight) != shape[-1:]:
+            _fail(self, f"weight shape {list(tensor_shape(self.weight))} must be [{shape[-1]}]")
+        if self.eps.value.data <= 0:
+            _fail(self, "eps must be positive")
+        _require_result(self, shape)
+
+
+@irdl_op_definition
+class LayerNormOp(LlmOp):
+    """(x - mean) / sqrt(var + eps) * weight (+ bias), over the last axis."""
+
+    name = "llm.layernorm"
+    input = operand_def(ANY_TENSOR)
+    weight = operand_def(ANY_TENSOR)
+    bias = opt_operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    eps = prop_def(FloatAttr)
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $weight (`bias` $bias^)? attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        shape = tensor_shape(self.input)
+        for what, value in (("weight", self.weight), ("bias", self.bias)):
+            if value is not None and tensor_shape(value) != shape[-1:]:
+                _fail(self, f"{what} shape {list(tensor_shape(value))} must be [{shape[-1]}]")
+        if self.eps.value.data <= 0:
+            _fail(self, "eps must be positive")
+        _require_result(self, shape)
+
+
+@irdl_op_definition
+class LinearOp(LlmOp):
+    """x [..., K] @ weight[N, K]ᵀ (+ bias [N]); `wquant` says how the weight is stored."""
+
+    name = "llm.linear"
+    input = operand_def(ANY_TENSOR)
+    weight = operand_def(ANY_TENSOR)
+    bias = opt_operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    wquant = opt_prop_def(QuantAttr)
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $weight (`bias` $bias^)? attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        xs = tensor_shape(self.input)
+        n, k = _require_rank(self, "weight", self.weight, 2)
+        if not xs or xs[-1] != k:
+            _fail(self, f"input inner dimension {xs[-1:] or '?'} does not match weight [N={n}, K={k}]")
+        if self.bias is not None and tensor_shape(self.bias) != (n,):
+            _fail(self, f"bias shape {list(tensor_shape(self.bias))} must be [{n}]")
+        _require_result(self, (*xs[:-1], n))
+
+
+@irdl_op_definition
+class MatmulOp(LlmOp):
+    """Batched product of two activations: a [..., M, K] @ b [..., K, N]."""
+
+    name = "llm.matmul"
+    lhs = operand_def(ANY_TENSOR)
+    rhs = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        a, b = tensor_shape(self.lhs), tensor_shape(self.rhs)
+        if len(a) < 2 or len(b) < 2:
+            _fail(self, f"operands must have rank >= 2, got {list(a)} and {list(b)}")
+        if a[-1] != b[-2]:
+            _fail(self, f"inner dimensions differ: {list(a)} @ {list(b)}")
+        batch = broadcast_shape(self, a[:-2], b[:-2])
+        _require_result(self, (*batch, a[-2], b[-1]))
+
+
+@irdl_op_definition
+class RopeOp(LlmOp):
+    """Rotary position embedding of x [S, H, D] at integer positions [S].
+
+    style "half" rotates (x[:d/2], x[d/2:]) pairs (Hugging Face); "interleaved" rotates (x[2i], x[2i+1])
+    pairs (GGUF/Meta). Only the first `rotary_dim` features rotate.
+    """
+
+    name = "llm.rope"
+    input = operand_def(ANY_TENSOR)
+    positions = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    theta = prop_def(FloatAttr)
+    style = prop_def(StringAttr)
+    rotary_dim = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $positions attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        s, h, d = _require_rank(self, "input", self.input, 3)
+        _require_positions(self, self.positions, s)
+        if self.style.data not in ("half", "interleaved"):
+            _fail(self, f"style must be 'half' or 'interleaved', got '{self.style.data}'")
+        rd = self.rotary_dim.value.data
+        if rd <= 0 or rd > d or rd % 2:
+            _fail(self, f"rotary_dim {rd} must be even and in (0, {d}]")
+        if self.theta.value.data <= 0:
+            _fail(self, "theta must be positive")
+        _require_result(self, (s, h, d))
+
+
+@irdl_op_definition
+class AttentionOp(LlmOp):
+    """softmax(q kᵀ · scale + mask) v per head; kv heads are shared by heads/kv_heads query heads.
+
+    q [S, H, D] at positions [S]; k, v [T, KV, D] where key j sits at position j. With `causal`, query
+    i sees keys j <= positions[i] (so unwritten KV-cache slots beyond the current position are
+    masked); with `window` w also j > positions[i] - w.
+    """
+
+    name = "llm.attention"
+    query = operand_def(ANY_TENSOR)
+    key = operand_def(ANY_TENSOR)
+    value = operand_def(ANY_TENSOR)
+    positions = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    heads = prop_def(IntegerAttr[I64])
+    kv_heads = prop_def(IntegerAttr[I64])
+    head_dim = prop_def(IntegerAttr[I64])
+    scale = prop_def(FloatAttr)
+    causal = opt_prop_def(UnitAttr)
+    window = opt_prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    assembly_format = "$query `,` $key `,` $value `,` $positions attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        heads, kv_heads, dim = (self.heads.value.data, self.kv_heads.value.data, self.head_dim.value.data)
+        s, h, d = _require_rank(self, "query", self.query, 3)
+        if (h, d) != (heads, dim):
+            _fail(self, f"query shape {[s, h, d]} does not match heads={heads}, head_dim={dim}")
+        if heads <= 0 or kv_heads <= 0 or heads % kv_heads:
+            _fail(self, f"heads={heads} must be a positive multiple of kv_heads={kv_heads}")
+        k = _require_rank(self, "key", self.key, 3)
+        if k[1:] != (kv_heads, dim) or tensor_shape(self.value) != k:
+            _fail(self, f"key/value shapes {list(k)}, {list(tensor_shape(self.value))} must be [T, {kv_heads}, {dim}]")
+        _require_positions(self, self.positions, s)
+        if self.window is not None and self.window.value.data <= 0:
+            _fail(self, "window must be positive")
+        _require_result(self, (s, heads, dim))
+
+
+class _AxisOp(LlmOp):
+    axis = prop_def(IntegerAttr[I64])
+
+    def checked_axis(self, rank: int) -> int:
+        axis = self.axis.value.data
+        if not -rank <= axis < rank:
+            _fail(self, f"axis {axis} out of range for rank {rank}")
+        return axis % rank
+
+
+@irdl_op_definition
+class SoftmaxOp(_AxisOp):
+    """exp(x - max) / sum(exp(x - max)) along `axis`."""
+
+    name = "llm.softmax"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        shape = tensor_shape(self.input)
+        self.checked_axis(len(shape))
+        _require_result(self, shape)
+
+
+class _UnaryOp(LlmOp):
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        if self.input.type != self.result.type:
+            _fail(self, f"result type {self.result.type} must equal input type {self.input.type}")
+
+
+@irdl_op_definition
+class SiluOp(_UnaryOp):
+    """x · sigmoid(x)."""
+
+    name = "llm.silu"
+
+
+@irdl_op_definition
+class GeluOp(_UnaryOp):
+    """Gaussian error linear unit; `approximate = "tanh"` is GPT-2's gelu_new."""
+
+    name = "llm.gelu"
+    approximate = prop_def(StringAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.approximate.data not in ("none", "tanh"):
+            _fail(self, f"approximate must be 'none' or 'tanh', got '{self.approximate.data}'")
+
+
+@irdl_op_definition
+class ReluOp(_UnaryOp):
+    """max(x, 0)."""
+
+    name = "llm.relu"
+
+
+@irdl_op_definition
+class Relu2Op(_UnaryOp):
+    """max(x, 0)² (BitNet's squared ReLU)."""
+
+    name = "llm.relu2"
+
+
+class _BinaryOp(LlmOp):
+    lhs = operand_def(ANY_TENSOR)
+    rhs = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        if self.lhs.type.element_type != self.rhs.type.element_type:
+            _fail(self, f"element types differ: {self.lhs.type} and {self.rhs.type}")
+        _require_result(self, broadcast_shape(self, tensor_shape(self.lhs), tensor_shape(self.rhs)))
+        if self.result.type.element_type != self.lhs.type.element_type:
+            _fail(self, "result element type must equal the operands'")
+
+
+@irdl_op_definition
+class AddOp(_BinaryOp):
+    """Elementwise sum with numpy broadcasting (integer-exact on integer tensors)."""
+
+    name = "llm.add"
+
+
+@irdl_op_definition
+class MulOp(_BinaryOp):
+    """Elementwise product with numpy broadcasting (integer-exact on integer tensors)."""
+
+    name = "llm.mul"
+
+
+class _CacheOp(LlmOp):
+    cache = prop_def(StringAttr)
+
+
+@irdl_op_definition
+class KVCacheReadOp(_CacheOp):
+    """The whole named KV cache [capacity, KV, D]; slots never written read as zeros."""
+
+    name = "llm.kv_cache_read"
+    result = result_def(ANY_TENSOR)
+    assembly_format = "attr-dict `:` type($result)"
+
+    def verify_(self) -> None:
+        _require_rank(self, "result", self.result, 3)
+
+
+@irdl_op_definition
+class KVCacheAppendOp(_CacheOp):
+    """Write rows [S, KV, D] into the named cache at slots `positions`; returns the updated cache.
+
+    The cache persists across calls (prefill, then decode steps) until the program is reset.
+    """
+
+    name = "llm.kv_cache_append"
+    input = operand_def(ANY_TENSOR)
+    positions = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    assembly_format = "$input `,` $positions attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        s, kv, d = _require_rank(self, "input", self.input, 3)
+        _require_positions(self, self.positions, s)
+        c = _require_rank(self, "result", self.result, 3)
+        if c[1:] != (kv, d) or c[0] < s:
+            _fail(self, f"cache shape {list(c)} cannot hold rows of shape {[s, kv, d]}")
+
+
+@irdl_op_definition
+class ArgmaxOp(_AxisOp):
+    """Index of the largest element along `axis` (first on ties), as i64."""
+
+    name = "llm.argmax"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        shape = tensor_shape(self.input)
+        axis = self.checked_axis(len(shape))
+        if self.result.type.element_type != i64:
+            _fail(self, "result must be an i64 tensor")
+        _require_result(self, shape[:axis] + shape[axis + 1 :])
+
+
+@irdl_op_definition
+class ReshapeOp(LlmOp):
+    """Same elements in row-major order, new static shape (the result type)."""
+
+    name = "llm.reshape"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        a, b = tensor_shape(self.input), tensor_shape(self.result)
+        if math.prod(a) != math.prod(b):
+            _fail(self, f"cannot reshape {list(a)} ({math.prod(a)} elements) to {list(b)}")
+        if self.input.type.element_type != self.result.type.element_type:
+            _fail(self, "element type must not change")
+
+
+@irdl_op_definition
+class TransposeOp(LlmOp):
+    """Permute axes: result axis i is input axis perm[i]."""
+
+    name = "llm.transpose"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    perm = prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        shape = tensor_shape(self.input)
+        perm = tuple(self.perm.get_values())
+        if sorted(perm) != list(range(len(shape))):
+            _fail(self, f"perm {list(perm)} is not a permutation of {len(shape)} axes")
+        _require_result(self, tuple(shape[p] for p in perm))
+
+
+@irdl_op_definition
+class ConcatOp(_AxisOp):
+    """Join tensors along `axis`."""
+
+    name = "llm.concat"
+    inputs = var_operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$inputs attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        if not self.inputs:
+            _fail(self, "needs at least one input")
+        shapes = [tensor_shape(v) for v in self.inputs]
+        axis = self.checked_axis(len(shapes[0]))
+        for s in shapes:
+            if len(s) != len(shapes[0]) or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :]:
+                _fail(self, f"input shapes {[list(s) for s in shapes]} differ off axis {axis}")
+        expected = list(shapes[0])
+        expected[axis] = sum(s[axis] for s in shapes)
+        _require_result(self, expected)
+
+
+@irdl_op_definition
+class SliceOp(_AxisOp):
+    """Elements start..end (exclusive) along `axis`."""
+
+    name = "llm.slice"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    start = prop_def(IntegerAttr[I64])
+    end = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        shape = tensor_shape(self.input)
+        axis = self.checked_axis(len(shape))
+        start, end = self.start.value.data, self.end.value.data
+        if not 0 <= start < end <= shape[axis]:
+            _fail(self, f"range [{start}, {end}) is not inside axis {axis} of size {shape[axis]}")
+        expected = list(shape)
+        expected[axis] = end - start
+        _require_result(self, expected)
+
+
+LLM_OPS = [
+    WeightOp,
+    EmbeddingOp,
+    RMSNormOp,
+    LayerNormOp,
+    LinearOp,
+    MatmulOp,
+    RopeOp,
+    AttentionOp,
+    SoftmaxOp,
+    SiluOp,
+    GeluOp,
+    ReluOp,
+    Relu2Op,
+    AddOp,
+    MulOp,
+    KVCacheReadOp,
+    KVCacheAppendOp,
+    ArgmaxOp,
+    ReshapeOp,
+    TransposeOp,
+    ConcatOp,
+    SliceOp,
+]
+
+LLM = Dialect("llm", LLM_OPS, [QuantAttr])
+
+
+def f64_attr(value: float) -> FloatAttr:
+    """Float properties are f64 so that printing and parsing them is lossless."""
+    return FloatAttr(float(value), f64)
+
+
+def i64_attr(value: int) -> IntegerAttr:
+    return IntegerAttr(int(value), i64)

@@ -1,0 +1,45 @@
+"""Roofline cost of one op on a CPU.
+
+    key       = "int8" if work.compute_bits <= 8 else "fp32"
+    compute_s = flops / peak_ops_per_s(compute_bits)        # cores * freq * ops/cycle/core[key]
+    memory_s  = total_bytes / (memory.bandwidth_gb_per_s * 1e9)
+    latency_s = op_overhead_s + max(compute_s, memory_s)
+    energy_j  = (flops * energy_pj_per_op[key] + total_bytes * memory.energy_pj_per_byte) * 1e-12
+                + static_power_w * latency_s
+    offchip_bytes = total_bytes
+
+Caches are not modelled: every operand byte (weights, inputs, outputs) is counted as traffic to the
+device's memory at its peak bandwidth, once. That is right for decode GEMVs whose weights far exceed
+the caches, pessimistic for small ops whose operands stay cache-resident, and optimistic where real
+kernels reach only part of peak bandwidth or compute. An op with no work still pays op_overhead_s.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pimc.dialects.work import Work
+from pimc.targets.cost import Cost
+from pimc.targets.cpu.schema import CpuDevice
+from pimc.targets.device import width_key
+
+if TYPE_CHECKING:  # schema.py imports the kinds registry, which imports this module
+    from pimc.targets.schema import Memory
+
+
+def cpu_cost(device: CpuDevice, memory: Memory, work: Work) -> Cost:
+    """Latency, energy and off-chip bytes of `work` on `device` reading from `memory`."""
+    if work.flops < 0 or work.total_bytes < 0 or min(
+        work.weight_bytes, work.input_bytes, work.output_bytes
+    ) < 0:
+        raise ValueError(f"negative work for {work.op}: {work}")
+    key = width_key(work.compute_bits)
+    compute_s = work.flops / device.peak_ops_per_s(work.compute_bits)
+    memory_s = work.total_bytes / (memory.bandwidth_gb_per_s * 1e9)
+    latency_s = device.op_overhead_s + max(compute_s, memory_s)
+    dynamic_pj = (
+        work.flops * getattr(device.energy_pj_per_op, key)
+        + work.total_bytes * memory.energy_pj_per_byte
+    )
+    energy_j = dynamic_pj * 1e-12 + device.static_power_w * latency_s
+    return Cost(latency_s=latency_s, energy_j=energy_j, offchip_bytes=float(work.total_bytes))

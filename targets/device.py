@@ -1,0 +1,65 @@
+"""What every device kind shares: the strict base model, per-width tables and the kind bundle.
+
+A device kind (cpu, dram_pud, cim, systolic, fpga ...) lives in its own package `targets/<kind>/`
+and exports one `DeviceKind`; `targets/kinds.py` lists them. Nothing here knows any concrete kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from pimc.dialects.work import Work
+    from pimc.targets.cost import Cost
+    from pimc.targets.schema import Memory
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+"""Names are used in `--set NAME.FIELD=VALUE`, so no dots, '=' or spaces."""
+
+
+class StrictModel(BaseModel):
+    """Typos and wrong types in a target file are errors, never silently ignored or coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def width_key(compute_bits: int) -> str:
+    """The per-width table key for an operand width: "int8" when <= 8 bits, else "fp32"."""
+    if compute_bits <= 0:
+        raise ValueError(f"compute_bits must be > 0, got {compute_bits}")
+    return "int8" if compute_bits <= 8 else "fp32"
+
+
+class PerWidth(StrictModel):
+    """A number per operand-width class: `fp32` for compute_bits > 8, `int8` for <= 8."""
+
+    fp32: float = Field(ge=0, description="value for operands wider than 8 bits")
+    int8: float = Field(ge=0, description="value for operands of 8 bits or fewer")
+
+    def at(self, compute_bits: int) -> float:
+        return getattr(self, width_key(compute_bits))
+
+
+class DeviceBase(StrictModel):
+    """Fields every device has. Subclasses add `kind: Literal["<kind>"]` and their numbers."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique name within the target")
+    kind: str = Field(description="device kind; selects the schema and cost model")
+    memory: str = Field(description="name of the memory this device reads and writes operands from")
+    description: str | None = Field(default=None, description="free text, e.g. the part number")
+
+
+CostFn = Callable[["DeviceBase", "Memory", "Work"], "Cost"]
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """One device kind: its schema class and its cost model (more hooks join here later)."""
+
+    kind: str
+    schema: type[DeviceBase]
+    cost: CostFn

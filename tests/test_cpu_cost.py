@@ -1,0 +1,91 @@
+"""CPU roofline: hand-computed latency and energy for a decode GEMV and a prefill GEMM per preset.
+
+The hardware numbers are written out here on purpose (not read back from the preset), so a changed
+preset number shows up as a failing test that must be updated deliberately.
+"""
+
+import pytest
+
+from pimc.dialects.work import Work
+from pimc.errors import TargetError
+from pimc.targets import Cost, load_target, op_cost
+
+K = N = 4096
+GEMV = Work("llm.linear", flops=2 * K * N, compute_bits=32,
+            weight_bytes=K * N * 4, input_bytes=K * 4, output_bytes=N * 4)
+M = 128
+GEMM = Work("llm.linear", flops=2 * M * K * N, compute_bits=32,
+            weight_bytes=K * N * 4, input_bytes=M * K * 4, output_bytes=M * N * 4)
+
+# preset -> (cores, GHz, fp32 ops/cycle/core, pJ/fp32 op, GB/s, pJ/byte, static W, overhead s)
+HW = {
+    "cpu-a76": (4, 2.4, 16, 26.0, 17.068, 40.0, 2.5, 5e-6),
+    "cpu-i7-9700k": (8, 3.6, 32, 81.0, 38.4, 160.0, 20.0, 3e-6),
+}
+
+
+def expected(preset: str, work: Work, bound: str) -> tuple[float, float]:
+    cores, ghz, ops_cycle, pj_op, gbps, pj_byte, static_w, overhead_s = HW[preset]
+    total_bytes = work.weight_bytes + work.input_bytes + work.output_bytes
+    compute_s = work.flops / (cores * ghz * 1e9 * ops_cycle)
+    memory_s = total_bytes / (gbps * 1e9)
+    assert (memory_s > compute_s) == (bound == "memory")
+    latency = overhead_s + max(compute_s, memory_s)
+    energy = (work.flops * pj_op + total_bytes * pj_byte) * 1e-12 + static_w * latency
+    return latency, energy
+
+
+@pytest.mark.parametrize("preset", list(HW))
+@pytest.mark.parametrize(("work", "bound"), [(GEMV, "memory"), (GEMM, "compute")])
+def test_roofline(preset, work, bound):
+    cost = op_cost(load_target(preset), "cpu", work)
+    latency, energy = expected(preset, work, bound)
+    assert cost.latency_s == pytest.approx(latency, rel=1e-9)
+    assert cost.energy_j == pytest.approx(energy, rel=1e-9)
+    assert cost.offchip_bytes == work.weight_bytes + work.input_bytes + work.output_bytes
+
+
+def test_gemv_a76_literal():
+    # 67,141,632 B / 17.068 GB/s = 3.93377 ms; + 5 us overhead
+    cost = op_cost(load_target("cpu-a76"), "cpu", GEMV)
+    assert cost.latency_s == pytest.approx(5e-6 + 67_141_632 / 17.068e9, rel=1e-9)
+    assert cost.latency_s == pytest.approx(3.93877e-3, rel=1e-5)
+
+
+def test_int8_uses_int8_rate_and_energy():
+    w8 = Work("llm.linear", flops=2 * M * K * N, compute_bits=8,
+              weight_bytes=K * N, input_bytes=0, output_bytes=0)
+    cost = op_cost(load_target("cpu-i7-9700k"), "cpu", w8)
+    compute_s = w8.flops / (8 * 3.6e9 * 64)
+    assert cost.latency_s == pytest.approx(3e-6 + compute_s, rel=1e-9)
+    assert cost.energy_j == pytest.approx(
+        (w8.flops * 41.0 + K * N * 160.0) * 1e-12 + 20.0 * cost.latency_s, rel=1e-9)
+
+
+def test_empty_work_costs_overhead():
+    cost = op_cost(load_target("cpu-a76"), "cpu", Work("llm.reshape", 0, 32, 0, 0, 0))
+    assert cost == Cost(latency_s=5e-6, energy_j=2.5 * 5e-6, offchip_bytes=0.0)
+
+
+def test_overrides_flow_into_cost():
+    base = op_cost(load_target("cpu-a76"), "cpu", GEMM)
+    half = op_cost(load_target("cpu-a76", ["cpu.cores=2"]), "cpu", GEMM)
+    assert half.latency_s - 5e-6 == pytest.approx(2 * (base.latency_s - 5e-6), rel=1e-9)
+
+
+def test_cost_adds():
+    a, b = Cost(1.0, 2.0, 3.0), Cost(0.5, 0.25, 1.0)
+    assert a + b == Cost(1.5, 2.25, 4.0)
+    assert sum([a, b]) == a + b
+
+
+def test_unknown_device():
+    with pytest.raises(TargetError, match="no device 'npu'"):
+        op_cost(load_target("cpu-a76"), "npu", GEMV)
+
+
+def test_unknown_kind_is_a_clear_error():
+    from pimc.targets import device_kind
+
+    with pytest.raises(TargetError, match=r"unknown device kind 'gpu' \(known: cpu\)"):
+        device_kind("gpu")
