@@ -47,8 +47,11 @@ from xdsl.utils.exceptions import VerifyException
 
 # --------------------------------------------------------------------------- attributes
 
-QUANT_FORMATS = {f"int{b}": float(b) for b in range(2, 9)} | {"binary": 1.0, "ternary": 1.6}
+QUANT_FORMATS = {f"int{b}": float(b) for b in range(2, 9)} | {"binary": 1.0, "ternary": 1.6, "f16": 16.0, "bf16": 16.0}
 """Weight code formats and their storage bits per weight (ternary packs 5 trits per byte)."""
+
+FLOAT_FORMATS = ("f16", "bf16")
+"""Formats that store each weight as a narrower float: no scales."""
 
 SCALE_LAYOUTS = ("per_group", "per_channel", "per_tensor")
 
@@ -106,6 +109,8 @@ class QuantAttr(ParametrizedAttribute):
 
     def scale_count(self, shape: Sequence[int]) -> int:
         layout = self.scale.data
+        if self.format.data in FLOAT_FORMATS:
+            return 0
         if layout == "per_tensor":
             return 1
         rows = math.prod(shape[:-1])

@@ -81,6 +81,12 @@ def fake_quantize(weight: np.ndarray, quant: llm.QuantAttr) -> np.ndarray:
     Idempotent: a weight already on the quantization grid is returned unchanged (up to float32).
     """
     w = weight.astype(np.float32)
+    if quant.format.data == "f16":
+        return w.astype(np.float16).astype(np.float32)
+    if quant.format.data == "bf16":  # round to nearest even on the upper 16 bits
+        bits = w.view(np.uint32).astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+        return rounded.astype(np.uint32).view(np.float32)
     n, k = w.shape
     layout = quant.scale.data
     group = k if layout != "per_group" else quant.group.data
@@ -302,6 +308,10 @@ class RuntimeState:
             )
         cache[positions] = rows
         return cache.copy()
+
+
+STATEFUL_OPS = (llm.WeightOp.name, llm.KVCacheReadOp.name, llm.KVCacheAppendOp.name)
+"""Ops whose result depends on `RuntimeState` rather than on their operands alone."""
 
 
 def run_kernel(op_name: str, args: tuple, params: Params, result_types: tuple, state: RuntimeState) -> np.ndarray:

@@ -1,0 +1,57 @@
+"""The `cpu` dialect: the program a CPU device runs, one library kernel call per mapped op.
+
+A CPU executes any `llm` operator through a kernel library (as llama.cpp's ggml does), so the
+lowered op names the `llm` operator it implements and carries its parameters, plus where and when
+it runs: device, schedule slot, start time and the cost the mapper priced it at. Its semantics are
+the `llm` reference kernels (`cpu_semantics.py`).
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import I64, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, TensorType
+from xdsl.ir import Dialect
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    prop_def,
+    result_def,
+    var_operand_def,
+)
+from xdsl.utils.exceptions import VerifyException
+
+from pimc.dialects.llm_semantics import KERNELS, STATEFUL_OPS
+
+
+@irdl_op_definition
+class KernelOp(IRDLOperation):
+    """Run the `llm` operator `kernel` with `params` on `device`, at `start_s` in schedule slot `slot`."""
+
+    name = "cpu.kernel"
+    irdl_options = (ParsePropInAttrDict(),)
+
+    args = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    kernel = prop_def(StringAttr)
+    params = prop_def(DictionaryAttr)
+    device = prop_def(StringAttr)
+    slot = prop_def(IntegerAttr[I64])
+    start_s = prop_def(FloatAttr)
+    latency_s = prop_def(FloatAttr)
+    energy_j = prop_def(FloatAttr)
+    offchip_bytes = prop_def(FloatAttr)
+
+    assembly_format = "$kernel `(` $args `)` attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        name = self.kernel.data
+        if name not in KERNELS and name not in STATEFUL_OPS:
+            raise VerifyException(f"cpu.kernel: no CPU kernel implements '{name}'")
+        for field in ("start_s", "latency_s", "energy_j", "offchip_bytes"):
+            if getattr(self, field).value.data < 0:
+                raise VerifyException(f"cpu.kernel ({name}, slot {self.slot.value.data}): {field} is negative")
+        if self.slot.value.data < 0:
+            raise VerifyException(f"cpu.kernel ({name}): slot is negative")
+
+
+CPU = Dialect("cpu", [KernelOp], [])

@@ -1,0 +1,138 @@
+"""The work each `llm` op asks of a device (arithmetic and bytes), counted from its shapes.
+
+Hardware-independent: the cost models in `pimc.targets` turn a `Work` into time and energy.
+Shape ops that only reinterpret a row-major buffer (reshape) move no bytes; copies (transpose,
+concat, slice) read and write theirs. A KV-cache append writes only its new rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from xdsl.dialects.builtin import IntegerType, TensorType
+from xdsl.ir import Operation, SSAValue
+
+from pimc.dialects import llm
+from pimc.dialects.work import Work
+
+
+def element_bytes(typ: TensorType) -> float:
+    elt = typ.element_type
+    if isinstance(elt, IntegerType):
+        return elt.width.data / 8
+    return getattr(elt, "bitwidth", 32) / 8
+
+
+def nbytes(value: SSAValue) -> float:
+    typ = value.type
+    assert isinstance(typ, TensorType)
+    return math.prod(typ.get_shape()) * element_bytes(typ)
+
+
+def numel(value: SSAValue) -> int:
+    return math.prod(value.type.get_shape())
+
+
+def weight_storage_bytes(op: llm.LinearOp) -> float:
+    """Bytes of the linear's weight as stored (quantized codes + scales, or its element type)."""
+    if op.wquant is not None:
+        return op.wquant.storage_bytes(op.weight.type.get_shape())
+    return nbytes(op.weight)
+
+
+def _is_weight(value: SSAValue) -> bool:
+    return isinstance(value.owner, llm.WeightOp)
+
+
+def _split_inputs(op: Operation) -> tuple[float, float]:
+    weights = sum(nbytes(v) for v in op.operands if _is_weight(v))
+    acts = sum(nbytes(v) for v in op.operands if not _is_weight(v))
+    return weights, acts
+
+
+def _elementwise(flops_per_element: float) -> Callable[[Operation], Work]:
+    def count(op: Operation) -> Work:
+        w, a = _split_inputs(op)
+        return Work(op.name, flops_per_element * numel(op.results[0]), 32, w, a, nbytes(op.results[0]))
+
+    return count
+
+
+def _linear(op: llm.LinearOp) -> Work:
+    n, k = op.weight.type.get_shape()
+    rows = numel(op.input) // k
+    bias_bytes = nbytes(op.bias) if op.bias is not None else 0.0
+    flops = 2.0 * rows * n * k + (rows * n if op.bias is not None else 0)
+    bits = math.ceil(op.wquant.code_bits) if op.wquant is not None else 32
+    return Work(op.name, flops, bits, weight_storage_bytes(op) + bias_bytes, nbytes(op.input), nbytes(op.result))
+
+
+def _matmul(op: llm.MatmulOp) -> Work:
+    out = op.result.type.get_shape()
+    k = op.lhs.type.get_shape()[-1]
+    return Work(op.name, 2.0 * math.prod(out) * k, 32, 0.0, nbytes(op.lhs) + nbytes(op.rhs), nbytes(op.result))
+
+
+def _attention(op: llm.AttentionOp) -> Work:
+    s, h, d = op.query.type.get_shape()
+    t = op.key.type.get_shape()[0]
+    flops = 2.0 * 2 * s * t * h * d + 5.0 * s * t * h  # QKᵀ and PV products, softmax
+    reads = nbytes(op.query) + nbytes(op.key) + nbytes(op.value) + nbytes(op.positions)
+    return Work(op.name, flops, 32, 0.0, reads, nbytes(op.result))
+
+
+def _embedding(op: llm.EmbeddingOp) -> Work:
+    rows = nbytes(op.result)  # only the selected rows of the table are read
+    return Work(op.name, 0.0, 32, rows, nbytes(op.ids), nbytes(op.result))
+
+
+def _norm(op: Operation) -> Work:
+    w, a = _split_inputs(op)
+    return Work(op.name, 5.0 * numel(op.results[0]), 32, w, a, nbytes(op.results[0]))
+
+
+def _copy(op: Operation) -> Work:
+    w, a = _split_inputs(op)
+    return Work(op.name, 0.0, 32, w, a, nbytes(op.results[0]))
+
+
+def _view(op: Operation) -> Work:
+    return Work(op.name, 0.0, 32, 0.0, 0.0, 0.0)
+
+
+def _kv_append(op: llm.KVCacheAppendOp) -> Work:
+    return Work(op.name, 0.0, 32, 0.0, nbytes(op.input) + nbytes(op.positions), nbytes(op.input))
+
+
+COUNTERS: dict[type[Operation], Callable] = {
+    llm.EmbeddingOp: _embedding,
+    llm.RMSNormOp: _norm,
+    llm.LayerNormOp: _norm,
+    llm.LinearOp: _linear,
+    llm.MatmulOp: _matmul,
+    llm.RopeOp: _elementwise(6.0),
+    llm.AttentionOp: _attention,
+    llm.SoftmaxOp: _elementwise(5.0),
+    llm.SiluOp: _elementwise(4.0),
+    llm.GeluOp: _elementwise(8.0),
+    llm.ReluOp: _elementwise(1.0),
+    llm.Relu2Op: _elementwise(2.0),
+    llm.AddOp: _elementwise(1.0),
+    llm.MulOp: _elementwise(1.0),
+    llm.KVCacheReadOp: _view,
+    llm.KVCacheAppendOp: _kv_append,
+    llm.ArgmaxOp: _elementwise(1.0),
+    llm.ReshapeOp: _view,
+    llm.TransposeOp: _copy,
+    llm.ConcatOp: _copy,
+    llm.SliceOp: _copy,
+}
+
+
+def op_work(op: Operation) -> Work:
+    """The work of one `llm` op; an op without a counter is an error, never a silent zero."""
+    counter = COUNTERS.get(type(op))
+    if counter is None:
+        raise KeyError(f"no work model for operation '{op.name}'")
+    return counter(op)
