@@ -1,0 +1,20 @@
+"""pimc's passes, by name, for `pimc opt --passes` and pipelines (xDSL's generic ones included)."""
+
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass
+from xdsl.transforms.canonicalize import CanonicalizePass
+from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
+from xdsl.transforms.dead_code_elimination import DeadCodeElimination
+
+from pimc.passes.convert_llm_to_cpu import ConvertLlmToCpuPass
+from pimc.passes.map_ops import MapOpsPass
+from pimc.passes.quantize import QuantizePass
+
+
+def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    passes = [CanonicalizePass, CommonSubexpressionElimination, DeadCodeElimination, QuantizePass, MapOpsPass, ConvertLlmToCpuPass]
+    return {p.name: (lambda p=p: p) for p in passes}
+
+
+__all__ = ["ConvertLlmToCpuPass", "MapOpsPass", "QuantizePass", "all_passes"]

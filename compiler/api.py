@@ -1,0 +1,231 @@
+"""pimc's Python API: `compile`, `estimate`, `load`, and the `Program` they return.
+
+    import pimc
+    prog = pimc.compile("tiny-llama", target="cpu-a76", seq_len=8, context=32)
+    result = prog.run([1, 2, 3, 4, 5, 6, 7, 8], tokens=16)
+    prog.save("out/tiny-llama"); pimc.load("out/tiny-llama").run(...)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+
+from pimc import __version__
+from pimc.execute import Executor
+from pimc.frontends import ModelSource, build_module, model_weights, read_model
+from pimc.pipeline import graph_passes, map_and_lower
+from pimc.report import PhaseStats, build_report, device_usage, to_json, to_markdown
+from pimc.targets import Target, load_target
+from pimc.timeline import TimelineRecorder, phase_events
+
+
+@dataclass(frozen=True)
+class Report:
+    """A `pimc.report/1` report; `data` holds every key, the properties the common ones."""
+
+    data: dict[str, Any]
+
+    @property
+    def prefill(self) -> PhaseStats:
+        return PhaseStats(*(self.data["prefill"][k] for k in ("latency_s", "energy_j", "offchip_bytes")))
+
+    @property
+    def decode(self) -> PhaseStats:
+        return PhaseStats(*(self.data["decode"][k] for k in ("latency_s", "energy_j", "offchip_bytes")))
+
+    @property
+    def ttft_s(self) -> float:
+        return self.data["ttft_s"]
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.data["tokens_per_s"]
+
+    @property
+    def joules_per_token(self) -> float:
+        return self.data["joules_per_token"]
+
+    def to_json(self) -> str:
+        return to_json(self.data)
+
+    def to_markdown(self) -> str:
+        return to_markdown(self.data)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    tokens: list[int]
+    logits: np.ndarray
+    """float32 [positions, vocab]: prompt positions, then one row per decode step."""
+    report: Report
+
+
+@dataclass
+class Program:
+    """A compiled model: the lowered module, its weights and target, and how it was made."""
+
+    module: ModuleOp
+    weights: Mapping[str, np.ndarray]
+    target: Target
+    manifest: dict[str, Any]
+    llm_ir: str = ""
+    schedules: dict[str, Any] = field(default_factory=dict)
+    compile_s: float | None = None
+    """Wall time of the compile that made this program (None when loaded from a bundle)."""
+
+    @property
+    def seq_len(self) -> int:
+        return self.manifest["options"]["seq_len"]
+
+    @property
+    def context(self) -> int:
+        return self.manifest["options"]["context"]
+
+    def _report(self, events, extra: dict | None = None) -> Report:
+        prefill = PhaseStats.of(phase_events(self.module, "prefill"))
+        decode = PhaseStats.of(phase_events(self.module, "decode"))
+        kinds = {d.name: d.kind for d in self.target.devices}
+        return Report(
+            build_report(
+                model=self.manifest["model"],
+                target=self.target.name,
+                compile_s=self.compile_s,
+                prompt_tokens=self.seq_len,
+                context=self.context,
+                prefill=prefill,
+                decode=decode,
+                devices=device_usage(events, kinds),
+                schedule=self.manifest["schedule"],
+                extra=extra,
+            )
+        )
+
+    def report(self) -> Report:
+        """Static figures: one prefill and one decode step, as scheduled."""
+        return self._report(phase_events(self.module, "prefill") + phase_events(self.module, "decode"))
+
+    def run(self, prompt: Sequence[int], tokens: int = 16) -> RunResult:
+        """Simulate: prefill `prompt`, then decode until `tokens` tokens are generated."""
+        recorder = TimelineRecorder()
+        generation = Executor(self.module, self.weights, recorder).generate(list(prompt), tokens)
+        events = recorder.events
+        run = {
+            "prompt_tokens": len(prompt),
+            "generated_tokens": len(generation.tokens),
+            "latency_s": max((e.end_s for e in events), default=0.0),
+            "energy_j": sum(e.energy_j for e in events),
+            "offchip_bytes": sum(e.offchip_bytes for e in events),
+        }
+        return RunResult(generation.tokens, generation.logits, self._report(events, {"run": run}))
+
+    def save(self, path: str | Path) -> Path:
+        from pimc.bundle import save_bundle
+
+        return save_bundle(self, Path(path))
+
+
+def _default_context(seq_len: int) -> int:
+    return max(2 * seq_len, 64)
+
+
+def _prepare(model: str | ModelSource, target: str | Target, overrides: Sequence[str]) -> tuple[ModelSource, Target]:
+    source = read_model(model) if isinstance(model, str) else model
+    tgt = load_target(target, overrides) if not isinstance(target, Target) else target
+    return source, tgt
+
+
+def compile(
+    model: str | ModelSource,
+    target: str | Target = "cpu-a76",
+    *,
+    seq_len: int = 8,
+    context: int | None = None,
+    wbits: float = 32,
+    group: int = 32,
+    overrides: Sequence[str] = (),
+    weights: str = "auto",
+    seed: int = 0,
+) -> Program:
+    """Compile `model` for `target`: prefill of `seq_len` tokens and decode with a KV cache of `context`."""
+    started = time.perf_counter()
+    source, tgt = _prepare(model, target, overrides)
+    context = context or _default_context(seq_len)
+    module = build_module(source.config, seq_len, context)
+    graph_passes(module, wbits, group)
+    store = model_weights(source, module, weights, seed)
+    lowered = map_and_lower(module, tgt)
+    schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
+    manifest = {
+        "schema": "pimc.bundle/1",
+        "pimc_version": __version__,
+        "model": source.config.name,
+        "target": tgt.name,
+        "options": {
+            "seq_len": seq_len,
+            "context": context,
+            "wbits": wbits,
+            "group": group,
+            "overrides": list(overrides),
+            "weights": "checkpoint" if weights == "checkpoint" or (weights == "auto" and source.has_checkpoint) else "random",
+            "seed": seed,
+        },
+        "schedule": _schedule_summary(lowered.mapped),
+    }
+    return Program(lowered.module, store, tgt, manifest, lowered.llm_ir, schedules, time.perf_counter() - started)
+
+
+def estimate(
+    model: str | ModelSource,
+    target: str | Target = "cpu-a76",
+    *,
+    seq_len: int = 128,
+    context: int | None = None,
+    wbits: float = 32,
+    group: int = 32,
+    overrides: Sequence[str] = (),
+) -> Report:
+    """Cost only (no weights): schedule one prefill and one decode step and report them."""
+    started = time.perf_counter()
+    source, tgt = _prepare(model, target, overrides)
+    context = context or _default_context(seq_len)
+    module = build_module(source.config, seq_len, context)
+    graph_passes(module, wbits, group)
+    lowered = map_and_lower(module, tgt)
+    manifest = {
+        "model": source.config.name,
+        "options": {"seq_len": seq_len, "context": context},
+        "schedule": _schedule_summary(lowered.mapped),
+    }
+    program = Program(lowered.module, {}, tgt, manifest)
+    program.compile_s = time.perf_counter() - started
+    return program.report()
+
+
+def load(path: str | Path) -> Program:
+    from pimc.bundle import load_bundle
+
+    return load_bundle(Path(path))
+
+
+def _schedule_summary(mapped) -> dict[str, Any]:
+    phases = {
+        f.name: {"solver": f.schedule.solver, "status": f.schedule.status, "objective": f.schedule.objective, "bound": f.schedule.bound, "gap": f.schedule.gap}
+        for f in mapped
+    }
+    first = next(iter(phases.values()))
+    bounds = [p["bound"] for p in phases.values()]
+    return {
+        "solver": first["solver"],
+        "status": first["status"],
+        "objective": sum(p["objective"] for p in phases.values()),
+        "bound": None if None in bounds else sum(bounds),
+        "gap": None if None in bounds else max(p["gap"] for p in phases.values()),
+        "phases": phases,
+    }

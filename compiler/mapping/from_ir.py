@@ -1,0 +1,145 @@
+"""From an `llm` function and a target to a `MappingProblem`, and a solved schedule back onto the IR.
+
+Weights are tensors (resident for the whole schedule), not ops; each KV-cache append produces its
+cache as `state`; the function's arguments are inputs and its returned values outputs. Op costs come
+from the dialect's work counts priced by each device kind's cost model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
+from xdsl.ir import Operation, SSAValue
+
+from pimc.dialects import llm
+from pimc.dialects.llm import f64_attr, i64_attr
+from pimc.dialects.llm_work import nbytes, op_work, weight_storage_bytes
+from pimc.mapping.checker import check_schedule
+from pimc.mapping.list_scheduler import list_schedule
+from pimc.mapping.problem import LinkCost, MappingProblem, OpNode, Tensor
+from pimc.mapping.schedule import Schedule
+from pimc.targets import Target, op_cost
+
+SCHED_ATTR = "pimc.sched"
+OFFCHIP_KINDS = ("dram", "lpddr", "hbm")
+
+
+@dataclass(frozen=True)
+class MappedFunction:
+    """One function's problem, its checked schedule, and the IR op behind each problem op."""
+
+    name: str
+    problem: MappingProblem
+    schedule: Schedule
+    ops: dict[str, Operation]
+
+
+def _functions(module: ModuleOp) -> list[func.FuncOp]:
+    return [op for op in module.ops if isinstance(op, func.FuncOp)]
+
+
+class _Namer:
+    """Stable tensor names: arguments, weights and caches by their own names, the rest by position."""
+
+    def __init__(self, fn: func.FuncOp):
+        self.names: dict[SSAValue, str] = {arg: f"arg{i}" for i, arg in enumerate(fn.body.block.args)}
+
+    def __call__(self, value: SSAValue) -> str:
+        return self.names[value]
+
+
+def _tensor_kind_and_name(op: Operation, index: int, returned: set[SSAValue]) -> tuple[str, str]:
+    if isinstance(op, llm.KVCacheAppendOp):
+        return "state", f"cache:{op.cache.data}"
+    return ("output" if op.results[0] in returned else "activation"), f"t{index}"
+
+
+def _weight_bytes(op: llm.WeightOp) -> int:
+    """Stored size: quantized when a linear reads it quantized (a tied table is stored once)."""
+    sizes = [weight_storage_bytes(use.operation) for use in op.result.uses if isinstance(use.operation, llm.LinearOp)]
+    return math.ceil(min(sizes, default=nbytes(op.result)))
+
+
+def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict[str, Operation]]:
+    names = _Namer(fn)
+    returned = {v for op in fn.body.ops if isinstance(op, func.ReturnOp) for v in op.operands}
+    tensors: dict[str, Tensor] = {
+        name: Tensor(name, math.ceil(nbytes(arg)), "input") for arg, name in names.names.items()
+    }
+    nodes: list[OpNode] = []
+    ir_ops: dict[str, Operation] = {}
+    costs = {}
+    devices = tuple(d.name for d in target.devices)
+    for index, op in enumerate(fn.body.ops):
+        if isinstance(op, func.ReturnOp):
+            continue
+        if isinstance(op, llm.WeightOp):
+            name = f"w:{op.properties['name'].data}"
+            names.names[op.result] = name
+            tensors[name] = Tensor(name, _weight_bytes(op), "weight")
+            continue
+        kind, out = _tensor_kind_and_name(op, index, returned)
+        names.names[op.results[0]] = out
+        tensors[out] = Tensor(out, math.ceil(nbytes(op.results[0])), kind)
+        node = OpNode(f"op{index}", op.name, tuple(dict.fromkeys(names(v) for v in op.operands)), (out,))
+        nodes.append(node)
+        ir_ops[node.name] = op
+        work = op_work(op)
+        for device in devices:
+            costs[(node.name, device)] = op_cost(target, device, work)
+    problem = MappingProblem(
+        ops=tuple(nodes),
+        tensors=tensors,
+        devices=devices,
+        memory_of={d.name: d.memory for d in target.devices},
+        capacity_bytes={m.name: m.capacity_bytes for m in target.memories},
+        costs=costs,
+        links=_links(target),
+        offchip_memories=frozenset(m.name for m in target.memories if m.kind in OFFCHIP_KINDS),
+    )
+    return problem, ir_ops
+
+
+def _links(target: Target) -> dict[tuple[str, str], LinkCost]:
+    """Each link joins the memories of its endpoints (a device endpoint stands for its memory)."""
+    memory_names = {m.name for m in target.memories}
+    links = {}
+    for link in target.links:
+        a, b = (e if e in memory_names else target.device(e).memory for e in link.endpoints)
+        if a == b:
+            continue
+        cost = LinkCost(link.bandwidth_gb_per_s * 1e9, link.latency_ns * 1e-9, link.energy_pj_per_byte * 1e-12)
+        links[(a, b)] = links[(b, a)] = cost
+    return links
+
+
+def map_module(module: ModuleOp, target: Target) -> list[MappedFunction]:
+    """Schedule every function of `module` on `target` with the list scheduler; check each schedule."""
+    mapped = []
+    for fn in _functions(module):
+        problem, ir_ops = build_problem(fn, target)
+        schedule = list_schedule(problem)
+        check_schedule(problem, schedule)
+        mapped.append(MappedFunction(fn.sym_name.data, problem, schedule, ir_ops))
+    return mapped
+
+
+def annotate(mapped: list[MappedFunction], target: Target) -> None:
+    """Write each op's placement, slot, start and cost onto it as the `pimc.sched` attribute."""
+    for fn in mapped:
+        for slot, entry in enumerate(fn.schedule.ops_in_order()):
+            cost = fn.problem.costs[(entry.op, entry.device)]
+            fn.ops[entry.op].attributes[SCHED_ATTR] = DictionaryAttr(
+                {
+                    "device": StringAttr(entry.device),
+                    "kind": StringAttr(target.device(entry.device).kind),
+                    "slot": i64_attr(slot),
+                    "start_s": f64_attr(entry.start_s),
+                    "latency_s": f64_attr(cost.latency_s),
+                    "energy_j": f64_attr(cost.energy_j),
+                    "offchip_bytes": f64_attr(cost.offchip_bytes),
+                }
+            )

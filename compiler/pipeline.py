@@ -1,0 +1,48 @@
+"""The compile pipeline, stage by stage: build `llm` → graph passes → map → lower → checks.
+
+Each stage is a function of the module in memory; `pimc opt` can run the same passes by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import ModuleOp
+
+from pimc.dialects import llm
+from pimc.errors import PimcError
+from pimc.ir import make_context, print_module, verify
+from pimc.mapping.from_ir import MappedFunction, annotate, map_module
+from pimc.passes import ConvertLlmToCpuPass, QuantizePass
+from pimc.targets import Target
+
+LOWERINGS = {"cpu": ConvertLlmToCpuPass}
+"""Per device kind, the pass that lowers the `llm` ops mapped to it."""
+
+
+@dataclass
+class Lowered:
+    module: ModuleOp
+    llm_ir: str
+    mapped: list[MappedFunction]
+
+
+def graph_passes(module: ModuleOp, wbits: float, group: int) -> None:
+    QuantizePass(bits=wbits, group=group).apply(make_context(), module)
+    verify(module, "after graph passes")
+
+
+def map_and_lower(module: ModuleOp, target: Target) -> Lowered:
+    """Schedule on `target` (checked), record the graph-level IR, then lower to device dialects."""
+    llm_ir = print_module(module)
+    mapped = map_module(module, target)
+    annotate(mapped, target)
+    for kind in sorted({d.kind for d in target.devices}):
+        if kind not in LOWERINGS:
+            raise PimcError(f"target '{target.name}': no lowering for device kind '{kind}' yet")
+        LOWERINGS[kind]().apply(make_context(), module)
+    leftover = [op.name for op in module.walk() if isinstance(op, llm.LlmOp) and not isinstance(op, llm.WeightOp)]
+    if leftover:
+        raise PimcError(f"lowering left {len(leftover)} llm ops unlowered (first: {leftover[0]})")
+    verify(module, "lowered program")
+    return Lowered(module, llm_ir, mapped)

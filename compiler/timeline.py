@@ -1,0 +1,66 @@
+"""Timelines: the device events of a lowered program, statically per phase or as a run executes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.interpreter import Interpreter
+from xdsl.ir import Operation
+
+from pimc.dialects import cpu
+
+
+@dataclass(frozen=True)
+class Event:
+    """One kernel on one device: when it runs (seconds from the start of the run) and what it costs."""
+
+    phase: str
+    step: int
+    device: str
+    op: str
+    start_s: float
+    end_s: float
+    energy_j: float
+    offchip_bytes: float
+
+
+def kernel_event(op: cpu.KernelOp, phase: str, step: int, offset_s: float) -> Event:
+    start = offset_s + op.start_s.value.data
+    return Event(
+        phase, step, op.device.data, op.kernel.data, start, start + op.latency_s.value.data,
+        op.energy_j.value.data, op.offchip_bytes.value.data,
+    )
+
+
+def function(module: ModuleOp, name: str) -> func.FuncOp:
+    for op in module.ops:
+        if isinstance(op, func.FuncOp) and op.sym_name.data == name:
+            return op
+    raise KeyError(f"the program has no function @{name}")
+
+
+def phase_events(module: ModuleOp, phase: str, step: int = 0, offset_s: float = 0.0) -> list[Event]:
+    """The events one call of `phase` produces, from the schedule written into its kernels."""
+    return [kernel_event(op, phase, step, offset_s) for op in function(module, phase).body.ops if isinstance(op, cpu.KernelOp)]
+
+
+def span_s(events: list[Event]) -> float:
+    return max((e.end_s for e in events), default=0.0) - min((e.start_s for e in events), default=0.0)
+
+
+class TimelineRecorder(Interpreter.Listener):
+    """Records every kernel the interpreter executes; each call of a function starts where the last ended."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.phase, self.step, self.offset_s = "", 0, 0.0
+
+    def begin(self, phase: str, step: int) -> None:
+        self.offset_s = max((e.end_s for e in self.events), default=0.0)
+        self.phase, self.step = phase, step
+
+    def will_interpret_op(self, op: Operation, args: tuple) -> None:
+        if isinstance(op, cpu.KernelOp):
+            self.events.append(kernel_event(op, self.phase, self.step, self.offset_s))
