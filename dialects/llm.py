@@ -185,7 +185,7 @@ def _require_rank(op: Operation, what: str, value: SSAValue, rank: int) -> tuple
 
 def _require_positions(op: Operation, pos: SSAValue, seq: int) -> None:
     shape = tensor_shape(pos)
-    if not _is_int(pos) or shape != (seq,):
+    if not _is_int(pos) or pos.type.element_type != i64 or shape != (seq,):
         _fail(op, f"positions must be tensor<{seq}xi64>, got {pos.type}")
 
 

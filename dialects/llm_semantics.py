@@ -78,7 +78,9 @@ def numpy_dtype(typ: TensorType) -> np.dtype:
 def fake_quantize(weight: np.ndarray, quant: llm.QuantAttr) -> np.ndarray:
     """Round-to-nearest quantize then dequantize `weight` [N, K] as `quant` stores it.
 
-    Idempotent: a weight already on the quantization grid is returned unchanged (up to float32).
+    Idempotent for the integer, binary and float formats: a weight already on the quantization grid is
+    returned unchanged (up to float32). Ternary (BitNet b1.58 absmean) is not: a second pass keeps the
+    codes but shrinks each group's scale to the mean |w| of the first pass's output.
     """
     w = weight.astype(np.float32)
     if quant.format.data == "f16":

@@ -56,7 +56,7 @@ class QuantizeLinear(RewritePattern):
 class QuantizePass(ModulePass):
     name = "quantize"
 
-    bits: float = 4
+    bits: int | float = 4
     group: int = 32
     only: str = ""
 

@@ -307,6 +307,21 @@ INVALID = [
         id="rope-positions-not-int",
     ),
     pytest.param(
+        "%x: tensor<4x2x8xf32>, %p: tensor<4xi32>",
+        '  %0 = llm.rope %x, %p {theta = 1.0e+04 : f64, style = "half", rotary_dim = 8 : i64}'
+        " : (tensor<4x2x8xf32>, tensor<4xi32>) -> tensor<4x2x8xf32>",
+        "llm.rope",
+        "positions must be tensor<4xi64>, got tensor<4xi32>",
+        id="rope-positions-i32",
+    ),
+    pytest.param(
+        "%x: tensor<4x2x8xf32>, %p: tensor<3xi64>",
+        "  %0 = llm.kv_cache_append %x, %p {cache = \"c\"} : (tensor<4x2x8xf32>, tensor<3xi64>) -> tensor<8x2x8xf32>",
+        "llm.kv_cache_append",
+        "positions must be tensor<4xi64>",
+        id="kv-append-positions-length",
+    ),
+    pytest.param(
         "%x: tensor<4x2x8xf32>, %p: tensor<4xi64>",
         '  %0 = llm.rope %x, %p {theta = 1.0e+04 : f64, style = "spiral", rotary_dim = 8 : i64}'
         " : (tensor<4x2x8xf32>, tensor<4xi64>) -> tensor<4x2x8xf32>",

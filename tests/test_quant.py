@@ -12,13 +12,25 @@ INT4 = QuantAttr("int4", 4)
 
 
 def test_int4_per_group_hand_computed():
-    w = np.array([[0.7, -0.35, 0.1, 0.0, 1.4, 2.8, -0.3, -0.9]], dtype=np.float32)
-    # group 0: max|w| = 0.7 -> scale 0.1; codes rint([7, -3.5, 1, 0]) = [7, -4, 1, 0] (half to even)
-    # group 1: max|w| = 2.8 -> scale 0.4; codes rint([3.5, 7, -0.75, -2.25]) = [4, 7, -1, -2]
-    want = np.array([[0.7, -0.4, 0.1, 0.0, 1.6, 2.8, -0.4, -0.8]], dtype=np.float32)
+    w = np.array([[3.5, -1.2, 0.3, 0.0, 2.6, 7.0, -0.4, -4.5]], dtype=np.float32)
+    # group 0: max|w| = 3.5 -> scale 0.5; w/s = [7, -2.4, 0.6, 0]  -> codes [7, -2, 1, 0]
+    # group 1: max|w| = 7.0 -> scale 1.0; w/s = [2.6, 7, -0.4, -4.5] -> codes [3, 7, 0, -4] (np.rint: ties to even)
+    want = np.array([[3.5, -1.0, 0.5, 0.0, 3.0, 7.0, 0.0, -4.0]], dtype=np.float32)
     got = fake_quantize(w, INT4)
     assert got.dtype == np.float32 and got.shape == w.shape
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got, want)
+    # one group over all 8 (per_channel): scale 1.0 -> [4, -1, 0, 0, 3, 7, 0, -4]
+    np.testing.assert_array_equal(
+        fake_quantize(w, QuantAttr("int4", 4, "per_channel")),
+        np.array([[4.0, -1.0, 0.0, 0.0, 3.0, 7.0, 0.0, -4.0]], dtype=np.float32),
+    )
+
+
+def test_int4_group_not_dividing_k():
+    # K = 6, group 4: the second group is [w4, w5] (zero padding does not change max|w|)
+    w = np.array([[0.7, 0.0, 0.0, 0.0, 1.4, -0.35]], dtype=np.float32)
+    got = fake_quantize(w, INT4)
+    np.testing.assert_allclose(got, [[0.7, 0, 0, 0, 1.4, -0.4]], atol=1e-6)
 
 
 def test_int4_codes_stay_in_symmetric_range():
@@ -50,7 +62,8 @@ def test_zero_group_stays_zero():
         QuantAttr("int8", 8),
         QuantAttr("int3", 8, "per_channel"),
         QuantAttr("int4", 8, "per_tensor"),
-        QuantAttr("ternary", 8),
+        QuantAttr("int4", 8, symmetric=False),
+        QuantAttr("int2", 8),
         QuantAttr("binary", 8),
         QuantAttr("f16", 1),
         QuantAttr("bf16", 1),
@@ -63,6 +76,17 @@ def test_quantize_is_idempotent(quant):
     twice = fake_quantize(once, quant)
     np.testing.assert_allclose(twice, once, rtol=1e-6, atol=1e-7)
     assert not np.array_equal(once, w)  # it did quantize
+
+
+def test_ternary_second_pass_keeps_codes_but_not_scale():
+    """BitNet absmean is not idempotent (documented): the zero pattern and signs survive, the scale shrinks
+    to absmean of the first output, i.e. s * (fraction of non-zero codes)."""
+    w = np.array([[0.9, -0.1, 0.5, -1.0]], dtype=np.float32)
+    q = QuantAttr("ternary", 4)
+    once = fake_quantize(w, q)  # [s, 0, s, -s] with s = 0.625
+    twice = fake_quantize(once, q)
+    np.testing.assert_array_equal(np.sign(twice), np.sign(once))
+    np.testing.assert_allclose(twice, once * 0.75, atol=1e-7)  # 3 of 4 codes non-zero
 
 
 def test_ternary_values_per_group():

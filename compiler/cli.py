@@ -1,0 +1,221 @@
+"""The `pimc` command line (contract in DESIGN.md). Errors a user can fix exit 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+import pimc
+from pimc.errors import PimcError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="pimc: compile LLMs for heterogeneous PIM edge hardware.")
+targets_app = typer.Typer(no_args_is_help=True, help="List and show target descriptions.")
+app.add_typer(targets_app, name="targets")
+
+_state = {"debug": False}
+
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Target preset name or .toml path.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a target field: DEVICE.FIELD=VALUE (repeatable).")]
+SeqOpt = Annotated[int, typer.Option("--seq-len", help="Prompt length compiled for prefill.")]
+ContextOpt = Annotated[Optional[int], typer.Option("--context", help="KV-cache capacity for decode (default max(2*seq-len, 64)).")]
+WbitsOpt = Annotated[float, typer.Option("--wbits", help="Weight bits: 1, 1.58, 2..8, 16 or 32.")]
+GroupOpt = Annotated[int, typer.Option("--group", help="Quantization group size along the input dimension.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pimc {pimc.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _emit_report(report: pimc.Report, as_json: bool) -> None:
+    typer.echo(report.to_json() if as_json else report.to_markdown(), nl=False)
+
+
+@app.command()
+def compile(
+    model: Annotated[str, typer.Argument(help="Preset name (tiny-llama, llama2-7b, opt-125m ...) or config.json folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle directory to write.")],
+    target: TargetOpt = "cpu-a76",
+    seq_len: SeqOpt = 8,
+    context: ContextOpt = None,
+    wbits: WbitsOpt = 32,
+    group: GroupOpt = 32,
+    overrides: SetOpt = None,
+    weights: Annotated[str, typer.Option(help="auto (checkpoint if present, else random) | checkpoint | random")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compile MODEL for a target into a program bundle."""
+    program = pimc.compile(
+        model, target, seq_len=seq_len, context=context, wbits=wbits, group=group,
+        overrides=overrides or (), weights=weights, seed=seed,
+    )
+    path = program.save(output)
+    if as_json:
+        typer.echo(json.dumps({"bundle": str(path), "report": program.report().data}, indent=2))
+    else:
+        typer.echo(f"wrote {path}")
+        _emit_report(program.report(), False)
+
+
+def _parse_ids(text: str) -> list[int]:
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise PimcError(f"--input-ids '{text}': expected comma-separated integers like 1,2,3") from None
+    if not ids:
+        raise PimcError("--input-ids is empty")
+    return ids
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command()
+def run(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `pimc compile`.")],
+    input_ids: Annotated[Optional[str], typer.Option("--input-ids", help="Prompt token ids, e.g. 1,2,3.")] = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt text (needs a tokenizer).")] = None,
+    tokens: Annotated[int, typer.Option("--tokens", "-n", help="Tokens to generate (prefill gives the first).")] = 16,
+    save_logits: Annotated[Optional[Path], typer.Option("--save-logits", help="Write float32 logits [positions, vocab] to F.npy.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Simulate a bundle: prefill the prompt, then decode."""
+    if prompt is not None:
+        raise PimcError("--prompt needs a tokenizer; this bundle's model has none yet (use --input-ids)")
+    if input_ids is None:
+        raise PimcError("give the prompt as --input-ids 1,2,3")
+    program = pimc.load(bundle)
+    result = program.run(_parse_ids(input_ids), tokens)
+    if save_logits is not None:
+        _save_npy(save_logits, result.logits)
+    if as_json:
+        typer.echo(json.dumps({"tokens": result.tokens, "report": result.report.data}, indent=2))
+    else:
+        typer.echo(f"tokens: {' '.join(map(str, result.tokens))}")
+        _emit_report(result.report, False)
+
+
+@app.command()
+def estimate(
+    model: Annotated[str, typer.Argument(help="Preset name or config.json folder (no weights needed).")],
+    target: TargetOpt = "cpu-a76",
+    seq_len: SeqOpt = 128,
+    context: ContextOpt = None,
+    wbits: WbitsOpt = 32,
+    group: GroupOpt = 32,
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cost of one prefill and one decode step of MODEL on a target."""
+    report = pimc.estimate(model, target, seq_len=seq_len, context=context, wbits=wbits, group=group, overrides=overrides or ())
+    _emit_report(report, as_json)
+
+
+@app.command()
+def report(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `pimc compile`.")],
+    format: Annotated[str, typer.Option("--format", help="md | json")] = "md",
+) -> None:
+    """The static report of a bundle (one prefill, one decode step as scheduled)."""
+    if format not in ("md", "json"):
+        raise PimcError(f"--format '{format}': expected md or json")
+    _emit_report(pimc.load(bundle).report(), format == "json")
+
+
+@app.command()
+def opt(
+    file: Annotated[Path, typer.Argument(help="An .mlir file in pimc's dialects ('-' for stdin).")],
+    passes: Annotated[str, typer.Option("--passes", "-p", help="Comma-separated pipeline, e.g. quantize{bits=4},map{target=cpu-a76}.")] = "",
+    generic: Annotated[bool, typer.Option("--generic", help="Print the generic op form.")] = False,
+) -> None:
+    """Parse, verify, run passes, verify again, print (like mlir-opt)."""
+    from pimc.ir import parse_module, print_module, run_passes
+
+    if str(file) == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        if not file.is_file():
+            raise PimcError(f"{file}: no such file")
+        text, source = file.read_text(), str(file)
+    module = parse_module(text, source)
+    run_passes(module, passes)
+    typer.echo(print_module(module, generic), nl=False)
+
+
+@targets_app.command("list")
+def targets_list() -> None:
+    """Names of the bundled target presets."""
+    from pimc.targets import list_presets, load_target
+
+    for name in list_presets():
+        typer.echo(f"{name}\t{load_target(name).description}")
+
+
+@targets_app.command("show")
+def targets_show(
+    name: Annotated[str, typer.Argument(help="Preset name or .toml path.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A target, resolved and validated (TOML, or JSON with --json)."""
+    from pimc.targets import load_target, target_to_toml
+
+    target = load_target(name)
+    typer.echo(json.dumps(target.model_dump(mode="json"), indent=2) if as_json else target_to_toml(target))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except PimcError as e:
+        _fail(e, 2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as e:
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # a usage error of typer's click: exit 2
+            e.show()
+            sys.exit(e.exit_code)
+        _fail(e, 1, internal=True)
+    sys.exit(0)
+
+
+def _fail(error: BaseException, code: int, internal: bool = False) -> None:
+    if _state["debug"]:
+        traceback.print_exception(error)
+    message = " ".join(str(error).split("\n")[0].split()) or type(error).__name__
+    prefix = "internal error" if internal else "error"
+    typer.echo(f"pimc: {prefix}: {message}", err=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
