@@ -127,6 +127,8 @@ class QuantAttr(ParametrizedAttribute):
             raise VerifyException(f"#llm.quant: unknown scale layout '{self.scale.data}' (expected {SCALE_LAYOUTS})")
         if self.group.data <= 0:
             raise VerifyException(f"#llm.quant: group must be positive, got {self.group.data}")
+        if self.symmetric.data not in (0, 1):
+            raise VerifyException(f"#llm.quant: symmetric must be 0 or 1, got {self.symmetric.data}")
         if self.scale_bits.data not in (8, 16, 32):
             raise VerifyException(f"#llm.quant: scale_bits must be 8, 16 or 32, got {self.scale_bits.data}")
 
@@ -134,7 +136,7 @@ class QuantAttr(ParametrizedAttribute):
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         with parser.in_angle_brackets():
             fmt = parser.parse_identifier()
-            fields = {"group": "0", "scale": "per_group", "scale_bits": "16", "symmetric": "1"}
+            fields = {"group": "32", "scale": "per_group", "scale_bits": "16", "symmetric": "1"}
             while parser.parse_optional_punctuation(",") is not None:
                 key = parser.parse_identifier()
                 if key not in fields:

@@ -138,7 +138,8 @@ def _llama(f: _Fields, name: str, model_type: str) -> ModelConfig:
     scaling = f.raw.get("rope_scaling")
     if scaling and (scaling.get("rope_type") or scaling.get("type")) not in (None, "default"):
         raise ModelError(f"{f.where}: rope_scaling {scaling!r} is not supported yet (only unscaled RoPE)")
-    window = f.get("sliding_window", int, None) if f.raw.get("use_sliding_window", True) else None
+    # Qwen2 applies its window only with use_sliding_window (default false); Mistral whenever set.
+    window = f.get("sliding_window", int, None) if f.raw.get("use_sliding_window", model_type != "qwen2") else None
     attention_bias = f.get("attention_bias", bool, model_type == "qwen2")
     return ModelConfig(
         name=name,
