@@ -201,8 +201,9 @@ def main() -> None:
     except typer.Abort:
         sys.exit(1)
     except Exception as e:
-        if hasattr(e, "show") and hasattr(e, "exit_code"):  # a usage error of typer's click: exit 2
-            e.show()
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # a usage error of typer's click
+            if e.format_message():  # empty when a group was called bare and printed its help
+                typer.echo(f"pimc: error: {e.format_message()} (see --help)", err=True)
             sys.exit(e.exit_code)
         _fail(e, 1, internal=True)
     sys.exit(0)

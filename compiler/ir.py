@@ -30,7 +30,8 @@ def parse_module(text: str, source: str = "<input>") -> ModuleOp:
     try:
         module = Parser(make_context(), text, source).parse_module()
     except ParseError as e:
-        raise PimcError(f"{source}: {_first_line(e)}") from None
+        message = _first_line(e)  # xDSL's message starts with source:line:column
+        raise PimcError(message if message.startswith(source) else f"{source}: {message}") from None
     verify(module, source)
     return module
 

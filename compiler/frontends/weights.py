@@ -118,8 +118,6 @@ def _find(raw: Mapping[str, np.ndarray], name: str, cfg: ModelConfig) -> str | N
     candidates = [name]
     if cfg.family == "gpt2":
         candidates.append(name.removeprefix("transformer."))
-    if name == "lm_head.weight":
-        candidates.append("model.embed_tokens.weight")
     return next((c for c in candidates if c in raw), None)
 
 
