@@ -106,11 +106,12 @@ def _as_float32(f, key: str, path: Path) -> np.ndarray:
 
 
 def _read_bf16(path: Path, key: str) -> np.ndarray:
-    data = path.read_bytes()
-    header_len = int.from_bytes(data[:8], "little")
-    meta = json.loads(data[8 : 8 + header_len])[key]
+    """Widen one bfloat16 tensor to float32, reading only its bytes (memory-mapped)."""
+    with path.open("rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        meta = json.loads(f.read(header_len))[key]
     begin, end = meta["data_offsets"]
-    words = np.frombuffer(data, dtype="<u2", count=(end - begin) // 2, offset=8 + header_len + begin)
+    words = np.memmap(path, dtype="<u2", mode="r", offset=8 + header_len + begin, shape=((end - begin) // 2,))
     return (words.astype(np.uint32) << 16).view(np.float32).reshape(meta["shape"])
 
 
