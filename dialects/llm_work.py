@@ -64,14 +64,18 @@ def _linear(op: llm.LinearOp) -> Work:
     rows = numel(op.input) // k
     bias_bytes = nbytes(op.bias) if op.bias is not None else 0.0
     flops = 2.0 * rows * n * k + (rows * n if op.bias is not None else 0)
-    bits = math.ceil(op.wquant.code_bits) if op.wquant is not None else 32
-    return Work(op.name, flops, bits, weight_storage_bytes(op) + bias_bytes, nbytes(op.input), nbytes(op.result))
+    code_bits = op.wquant.code_bits if op.wquant is not None else 32.0
+    return Work(
+        op.name, flops, math.ceil(code_bits), weight_storage_bytes(op) + bias_bytes, nbytes(op.input), nbytes(op.result),
+        dims={"rows": rows, "n": n, "k": k}, weight_bits=code_bits,
+    )
 
 
 def _matmul(op: llm.MatmulOp) -> Work:
     out = op.result.type.get_shape()
     k = op.lhs.type.get_shape()[-1]
-    return Work(op.name, 2.0 * math.prod(out) * k, 32, 0.0, nbytes(op.lhs) + nbytes(op.rhs), nbytes(op.result))
+    dims = {"batch": math.prod(out[:-2]), "m": out[-2], "n": out[-1], "k": k}
+    return Work(op.name, 2.0 * math.prod(out) * k, 32, 0.0, nbytes(op.lhs) + nbytes(op.rhs), nbytes(op.result), dims=dims)
 
 
 def _attention(op: llm.AttentionOp) -> Work:
@@ -79,7 +83,8 @@ def _attention(op: llm.AttentionOp) -> Work:
     t = op.key.type.get_shape()[0]
     flops = 2.0 * 2 * s * t * h * d + 5.0 * s * t * h  # QKᵀ and PV products, softmax
     reads = nbytes(op.query) + nbytes(op.key) + nbytes(op.value) + nbytes(op.positions)
-    return Work(op.name, flops, 32, 0.0, reads, nbytes(op.result))
+    dims = {"queries": s, "keys": t, "heads": h, "kv_heads": op.kv_heads.value.data, "head_dim": d}
+    return Work(op.name, flops, 32, 0.0, reads, nbytes(op.result), dims=dims)
 
 
 def _embedding(op: llm.EmbeddingOp) -> Work:

@@ -4,7 +4,7 @@ The dialect counts the work of each op (see `llm_work`); each device kind's cost
 `pimc.targets` turns a `Work` into seconds and joules. This is the only interface between the two.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,10 @@ class Work:
     """Activation and state (KV cache) bytes read."""
     output_bytes: float
     """Bytes written."""
+    dims: dict[str, int] = field(default_factory=dict)
+    """Named problem sizes for mechanism-level cost models, e.g. a linear's rows, n (outputs), k (inputs)."""
+    weight_bits: float = 32.0
+    """Storage bits per weight code (1.6 for ternary); 32 when the op has no low-bit weight."""
 
     @property
     def total_bytes(self) -> float:

@@ -8,7 +8,7 @@
 from pimc.targets.cost import Cost
 from pimc.targets.cpu import CpuDevice
 from pimc.targets.device import DeviceBase, DeviceKind, PerWidth, width_key
-from pimc.targets.kinds import DEVICE_KINDS, Device, device_kind, op_cost
+from pimc.targets.kinds import DEVICE_KINDS, Device, can_run, device_kind, op_cost
 from pimc.targets.load import (
     PRESETS_DIR,
     format_validation_error,
@@ -30,6 +30,7 @@ __all__ = [
     "Memory",
     "PerWidth",
     "Target",
+    "can_run",
     "device_kind",
     "format_validation_error",
     "list_presets",

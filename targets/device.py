@@ -54,12 +54,23 @@ class DeviceBase(StrictModel):
 
 
 CostFn = Callable[["DeviceBase", "Memory", "Work"], "Cost"]
+SupportsFn = Callable[["DeviceBase", "Work"], bool]
+
+
+def runs_everything(device: DeviceBase, work: Work) -> bool:
+    """A general-purpose device (a CPU) runs every op."""
+    return True
 
 
 @dataclass(frozen=True)
 class DeviceKind:
-    """One device kind: its schema class and its cost model (more hooks join here later)."""
+    """One device kind: its schema class, its cost model, and which ops it can run at all.
+
+    The mapper offers an op only to devices whose kind `supports` its work (a DRAM-PUD module runs
+    GeMVs, not softmax); the cost model is then never asked about ops the device cannot run.
+    """
 
     kind: str
     schema: type[DeviceBase]
     cost: CostFn
+    supports: SupportsFn = runs_everything

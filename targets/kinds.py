@@ -44,6 +44,12 @@ def device_kind(kind: str) -> DeviceKind:
         ) from None
 
 
+def can_run(target: Target, device_name: str, work: Work) -> bool:
+    """Whether the device `device_name` of `target` can execute `work` at all."""
+    device = target.device(device_name)
+    return device_kind(device.kind).supports(device, work)
+
+
 def op_cost(target: Target, device_name: str, work: Work) -> Cost:
     """Cost of `work` on the device `device_name` of `target`, by that device kind's model."""
     device = target.device(device_name)

@@ -21,7 +21,8 @@ from pimc.mapping.checker import check_schedule
 from pimc.mapping.list_scheduler import list_schedule
 from pimc.mapping.problem import LinkCost, MappingProblem, OpNode, Tensor
 from pimc.mapping.schedule import Schedule
-from pimc.targets import Target, op_cost
+from pimc.errors import PimcError
+from pimc.targets import Target, can_run, op_cost
 
 SCHED_ATTR = "pimc.sched"
 OFFCHIP_KINDS = ("dram", "lpddr", "hbm")
@@ -88,7 +89,10 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         nodes.append(node)
         ir_ops[node.name] = op
         work = op_work(op)
-        for device in devices:
+        capable = [d for d in devices if can_run(target, d, work)]
+        if not capable:
+            raise PimcError(f"target '{target.name}': no device can run {op.name} (devices: {', '.join(devices)})")
+        for device in capable:
             costs[(node.name, device)] = op_cost(target, device, work)
     problem = MappingProblem(
         ops=tuple(nodes),
