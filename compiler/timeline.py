@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.interpreter import Interpreter
 from xdsl.ir import Operation
 
-from pimc.dialects import cpu
+from pimc.dialects.sched import Scheduled, placement_of
 
 
 @dataclass(frozen=True)
 class Event:
-    """One kernel on one device: when it runs (seconds from the start of the run) and what it costs."""
+    """One scheduled op on one device: when it runs (seconds from the start of the run) and what it costs."""
 
     phase: str
     step: int
@@ -26,12 +26,12 @@ class Event:
     offchip_bytes: float
 
 
-def kernel_event(op: cpu.KernelOp, phase: str, step: int, offset_s: float) -> Event:
-    start = offset_s + op.start_s.value.data
-    return Event(
-        phase, step, op.device.data, op.kernel.data, start, start + op.latency_s.value.data,
-        op.energy_j.value.data, op.offchip_bytes.value.data,
-    )
+def op_event(op: Operation, phase: str, step: int, offset_s: float) -> Event:
+    place = placement_of(op)
+    start = offset_s + place.start_s
+    kernel = op.properties.get("kernel")  # a library-kernel op names the operator it runs
+    label = kernel.data if isinstance(kernel, StringAttr) else op.name
+    return Event(phase, step, place.device, label, start, start + place.latency_s, place.energy_j, place.offchip_bytes)
 
 
 def function(module: ModuleOp, name: str) -> func.FuncOp:
@@ -43,7 +43,7 @@ def function(module: ModuleOp, name: str) -> func.FuncOp:
 
 def phase_events(module: ModuleOp, phase: str, step: int = 0, offset_s: float = 0.0) -> list[Event]:
     """The events one call of `phase` produces, from the schedule written into its kernels."""
-    return [kernel_event(op, phase, step, offset_s) for op in function(module, phase).body.ops if isinstance(op, cpu.KernelOp)]
+    return [op_event(op, phase, step, offset_s) for op in function(module, phase).walk() if op.has_trait(Scheduled)]
 
 
 def span_s(events: list[Event]) -> float:
@@ -62,5 +62,5 @@ class TimelineRecorder(Interpreter.Listener):
         self.phase, self.step = phase, step
 
     def will_interpret_op(self, op: Operation, args: tuple) -> None:
-        if isinstance(op, cpu.KernelOp):
-            self.events.append(kernel_event(op, self.phase, self.step, self.offset_s))
+        if op.has_trait(Scheduled):
+            self.events.append(op_event(op, self.phase, self.step, self.offset_s))

@@ -16,11 +16,13 @@ from xdsl.irdl import (
     irdl_op_definition,
     prop_def,
     result_def,
+    traits_def,
     var_operand_def,
 )
 from xdsl.utils.exceptions import VerifyException
 
 from pimc.dialects.llm_semantics import KERNELS, STATEFUL_OPS
+from pimc.dialects.sched import Scheduled
 
 
 @irdl_op_definition
@@ -41,17 +43,13 @@ class KernelOp(IRDLOperation):
     energy_j = prop_def(FloatAttr)
     offchip_bytes = prop_def(FloatAttr)
 
+    traits = traits_def(Scheduled())
     assembly_format = "$kernel `(` $args `)` attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:
         name = self.kernel.data
         if name not in KERNELS and name not in STATEFUL_OPS:
             raise VerifyException(f"cpu.kernel: no CPU kernel implements '{name}'")
-        for field in ("start_s", "latency_s", "energy_j", "offchip_bytes"):
-            if getattr(self, field).value.data < 0:
-                raise VerifyException(f"cpu.kernel ({name}, slot {self.slot.value.data}): {field} is negative")
-        if self.slot.value.data < 0:
-            raise VerifyException(f"cpu.kernel ({name}): slot is negative")
 
 
 CPU = Dialect("cpu", [KernelOp], [])

@@ -18,6 +18,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from pimc.dialects import cpu, llm
+from pimc.dialects.sched import sched_properties
 from pimc.errors import PimcError
 from pimc.mapping.from_ir import SCHED_ATTR
 
@@ -38,12 +39,7 @@ class LowerMappedOp(RewritePattern):
             properties={
                 "kernel": StringAttr(op.name),
                 "params": DictionaryAttr(dict(op.properties)),
-                "device": place["device"],
-                "slot": place["slot"],
-                "start_s": place["start_s"],
-                "latency_s": place["latency_s"],
-                "energy_j": place["energy_j"],
-                "offchip_bytes": place["offchip_bytes"],
+                **sched_properties(sched),
             },
         )
         rewriter.replace(op, kernel)
