@@ -148,6 +148,7 @@ def compile(
     seq_len: int = 8,
     context: int | None = None,
     wbits: float = 32,
+    abits: float = 32,
     group: int = 32,
     overrides: Sequence[str] = (),
     weights: str = "auto",
@@ -158,7 +159,7 @@ def compile(
     source, tgt = _prepare(model, target, overrides)
     context = context or _default_context(seq_len)
     module = build_module(source.config, seq_len, context)
-    graph_passes(module, wbits, group)
+    graph_passes(module, wbits, group, abits)
     store = model_weights(source, module, weights, seed)
     lowered = map_and_lower(module, tgt)
     schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
@@ -171,6 +172,7 @@ def compile(
             "seq_len": seq_len,
             "context": context,
             "wbits": wbits,
+            "abits": abits,
             "group": group,
             "overrides": list(overrides),
             "weights": "checkpoint" if weights == "checkpoint" or (weights == "auto" and source.has_checkpoint) else "random",
@@ -188,6 +190,7 @@ def estimate(
     seq_len: int = 128,
     context: int | None = None,
     wbits: float = 32,
+    abits: float = 32,
     group: int = 32,
     overrides: Sequence[str] = (),
 ) -> Report:
@@ -196,7 +199,7 @@ def estimate(
     source, tgt = _prepare(model, target, overrides)
     context = context or _default_context(seq_len)
     module = build_module(source.config, seq_len, context)
-    graph_passes(module, wbits, group)
+    graph_passes(module, wbits, group, abits)
     lowered = map_and_lower(module, tgt)
     manifest = {
         "model": source.config.name,

@@ -27,6 +27,7 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a t
 SeqOpt = Annotated[int, typer.Option("--seq-len", help="Prompt length compiled for prefill.")]
 ContextOpt = Annotated[Optional[int], typer.Option("--context", help="KV-cache capacity for decode (default max(2*seq-len, 64)).")]
 WbitsOpt = Annotated[float, typer.Option("--wbits", help="Weight bits: 1, 1.58, 2..8, 16 or 32.")]
+AbitsOpt = Annotated[float, typer.Option("--abits", help="Activation bits of linear inputs: 2..8 (dynamic, per token) or 32.")]
 GroupOpt = Annotated[int, typer.Option("--group", help="Quantization group size along the input dimension.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
 
@@ -57,6 +58,7 @@ def compile(
     seq_len: SeqOpt = 8,
     context: ContextOpt = None,
     wbits: WbitsOpt = 32,
+    abits: AbitsOpt = 32,
     group: GroupOpt = 32,
     overrides: SetOpt = None,
     weights: Annotated[str, typer.Option(help="auto (checkpoint if present, else random) | checkpoint | random")] = "auto",
@@ -65,7 +67,7 @@ def compile(
 ) -> None:
     """Compile MODEL for a target into a program bundle."""
     program = pimc.compile(
-        model, target, seq_len=seq_len, context=context, wbits=wbits, group=group,
+        model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group,
         overrides=overrides or (), weights=weights, seed=seed,
     )
     path = program.save(output)
@@ -130,12 +132,15 @@ def estimate(
     seq_len: SeqOpt = 128,
     context: ContextOpt = None,
     wbits: WbitsOpt = 32,
+    abits: AbitsOpt = 32,
     group: GroupOpt = 32,
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cost of one prefill and one decode step of MODEL on a target."""
-    report = pimc.estimate(model, target, seq_len=seq_len, context=context, wbits=wbits, group=group, overrides=overrides or ())
+    report = pimc.estimate(
+        model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group, overrides=overrides or ()
+    )
     _emit_report(report, as_json)
 
 

@@ -27,8 +27,8 @@ class Lowered:
     mapped: list[MappedFunction]
 
 
-def graph_passes(module: ModuleOp, wbits: float, group: int) -> None:
-    QuantizePass(bits=wbits, group=group).apply(make_context(), module)
+def graph_passes(module: ModuleOp, wbits: float, group: int, abits: float = 32) -> None:
+    QuantizePass(bits=wbits, group=group, abits=abits).apply(make_context(), module)
     verify(module, "after graph passes")
 
 

@@ -297,7 +297,11 @@ class LayerNormOp(LlmOp):
 
 @irdl_op_definition
 class LinearOp(LlmOp):
-    """x [..., K] @ weight[N, K]ᵀ (+ bias [N]); `wquant` says how the weight is stored."""
+    """x [..., K] @ weight[N, K]ᵀ (+ bias [N]).
+
+    `wquant` says how the weight is stored; `aquant` quantizes the input dynamically (scales from each
+    token row for per_channel, from the whole input for per_tensor) before the product.
+    """
 
     name = "llm.linear"
     input = operand_def(ANY_TENSOR)
@@ -305,6 +309,7 @@ class LinearOp(LlmOp):
     bias = opt_operand_def(ANY_TENSOR)
     result = result_def(ANY_TENSOR)
     wquant = opt_prop_def(QuantAttr)
+    aquant = opt_prop_def(QuantAttr)
     traits = traits_def(Pure())
     assembly_format = "$input `,` $weight (`bias` $bias^)? attr-dict `:` functional-type(operands, results)"
 

@@ -75,6 +75,59 @@ def numpy_dtype(typ: TensorType) -> np.dtype:
 # --------------------------------------------------------------------------- quantization
 
 
+@dataclass(frozen=True)
+class QuantizedMatrix:
+    """Integer codes of a [rows, k] matrix, grouped along k: value = (code - zero) * scale.
+
+    codes, zero: int64 [R, G, group]/[R, G, 1]; scale: float32 [R, G, 1]. Per-tensor layout uses one
+    group spanning the whole matrix (R = G = 1). Device simulators compute with these exact codes.
+    """
+
+    codes: np.ndarray
+    scale: np.ndarray
+    zero: np.ndarray
+    shape: tuple[int, int]
+
+    def dequantize(self) -> np.ndarray:
+        rows, k = self.shape
+        deq = ((self.codes - self.zero) * self.scale).astype(np.float32)
+        return deq.reshape(rows, -1)[:, :k]  # drops group padding; per-tensor has none
+
+    def signed_codes(self) -> np.ndarray:
+        """code - zero as int64 [rows, k] (padding dropped)."""
+        rows, k = self.shape
+        return (self.codes - self.zero).reshape(rows, -1)[:, :k]
+
+
+def quantize_matrix(matrix: np.ndarray, quant: llm.QuantAttr) -> QuantizedMatrix:
+    """Round-to-nearest integer codes of `matrix` [rows, k] as `quant` describes (not float formats)."""
+    w = matrix.astype(np.float32)
+    rows, k = w.shape
+    layout, fmt = quant.scale.data, quant.format.data
+    group = k if layout != "per_group" else quant.group.data
+    pad = (-k) % group
+    wp = np.pad(w, ((0, 0), (0, pad))) if pad else w
+    g = wp.reshape(rows, -1, group) if layout != "per_tensor" else wp.reshape(1, 1, -1)
+    lo, hi = quant.levels
+    zero = np.zeros(g.shape[:-1] + (1,), dtype=np.int64)
+    if fmt == "binary":
+        scale = np.abs(g).mean(axis=-1, keepdims=True)
+        codes = np.where(g >= 0, 1.0, -1.0)
+    elif fmt == "ternary":
+        scale = np.abs(g).mean(axis=-1, keepdims=True)  # BitNet b1.58 absmean
+        codes = np.clip(np.rint(g / np.where(scale == 0, 1.0, scale)), -1, 1)
+    elif quant.symmetric.data:
+        scale = np.abs(g).max(axis=-1, keepdims=True) / hi
+        codes = np.clip(np.rint(g / np.where(scale == 0, 1.0, scale)), lo, hi)
+    else:
+        mn, mx = g.min(axis=-1, keepdims=True), g.max(axis=-1, keepdims=True)
+        scale = (mx - mn) / hi
+        safe = np.where(scale == 0, 1.0, scale)
+        zero = np.rint(-mn / safe).astype(np.int64)
+        codes = np.clip(np.rint(g / safe) + zero, lo, hi)
+    return QuantizedMatrix(codes.astype(np.int64), scale.astype(np.float32), zero, (rows, k))
+
+
 def fake_quantize(weight: np.ndarray, quant: llm.QuantAttr) -> np.ndarray:
     """Round-to-nearest quantize then dequantize `weight` [N, K] as `quant` stores it.
 
@@ -89,35 +142,7 @@ def fake_quantize(weight: np.ndarray, quant: llm.QuantAttr) -> np.ndarray:
         bits = w.view(np.uint32).astype(np.uint64)
         rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
         return rounded.astype(np.uint32).view(np.float32)
-    n, k = w.shape
-    layout = quant.scale.data
-    group = k if layout != "per_group" else quant.group.data
-    pad = (-k) % group
-    wp = np.pad(w, ((0, 0), (0, pad))) if pad else w
-    g = wp.reshape(n, -1, group) if layout != "per_tensor" else wp.reshape(1, 1, -1)
-    lo, hi = quant.levels
-    if quant.symmetric.data or quant.format.data in ("binary", "ternary"):
-        if quant.format.data == "binary":
-            scale = np.abs(g).mean(axis=-1, keepdims=True)
-            codes = np.where(g >= 0, 1.0, -1.0)
-        elif quant.format.data == "ternary":
-            scale = np.abs(g).mean(axis=-1, keepdims=True)  # BitNet b1.58 absmean
-            safe = np.where(scale == 0, 1.0, scale)
-            codes = np.clip(np.rint(g / safe), -1, 1)
-        else:
-            scale = np.abs(g).max(axis=-1, keepdims=True) / hi
-            safe = np.where(scale == 0, 1.0, scale)
-            codes = np.clip(np.rint(g / safe), lo, hi)
-        deq = codes * scale
-    else:
-        mn, mx = g.min(axis=-1, keepdims=True), g.max(axis=-1, keepdims=True)
-        scale = (mx - mn) / hi
-        safe = np.where(scale == 0, 1.0, scale)
-        zero = np.rint(-mn / safe)
-        codes = np.clip(np.rint(g / safe) + zero, lo, hi)
-        deq = (codes - zero) * scale
-    out = deq.reshape(wp.shape)[:, :k] if layout != "per_tensor" else deq.reshape(wp.shape)
-    return out.astype(np.float32)
+    return quantize_matrix(w, quant).dequantize()
 
 
 # --------------------------------------------------------------------------- kernels
@@ -152,6 +177,8 @@ def _linear(args, p, types):
     x, w, *b = args
     if "wquant" in p:
         w = fake_quantize(w, p["wquant"])
+    if "aquant" in p:  # dynamic activation quantization, per token row (or per tensor)
+        x = fake_quantize(x.reshape(-1, x.shape[-1]), p["aquant"]).reshape(x.shape)
     y = np.matmul(x, w.T)
     return (y + b[0] if b else y).astype(np.float32)
 

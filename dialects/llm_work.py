@@ -68,6 +68,7 @@ def _linear(op: llm.LinearOp) -> Work:
     return Work(
         op.name, flops, math.ceil(code_bits), weight_storage_bytes(op) + bias_bytes, nbytes(op.input), nbytes(op.result),
         dims={"rows": rows, "n": n, "k": k}, weight_bits=code_bits,
+        act_bits=op.aquant.code_bits if op.aquant is not None else 32.0,
     )
 
 

@@ -25,6 +25,8 @@ class Work:
     """Named problem sizes for mechanism-level cost models, e.g. a linear's rows, n (outputs), k (inputs)."""
     weight_bits: float = 32.0
     """Storage bits per weight code (1.6 for ternary); 32 when the op has no low-bit weight."""
+    act_bits: float = 32.0
+    """Bits per input activation code (a linear's `aquant`); 32 for float inputs."""
 
     @property
     def total_bytes(self) -> float:

@@ -1,6 +1,7 @@
-"""`quantize`: store linear weights low-bit (round-to-nearest, per group along the input dimension).
+"""`quantize`: store linear weights low-bit (round-to-nearest, per group along the input dimension)
+and, with `abits`, quantize their inputs dynamically per token.
 
-Sets `wquant` on every `llm.linear` (or only those whose weight name contains `only`). The reference
+Sets `wquant` (and `aquant`) on every `llm.linear` (or only those whose weight name contains `only`). The reference
 semantics then compute with the dequantized grid values, so the quantized model's meaning is exactly
 what the attribute says; the cost models see the smaller weight bytes and narrower operands.
 """
@@ -37,19 +38,29 @@ def quant_for_bits(bits: float, group: int) -> llm.QuantAttr | None:
     raise PimcError(f"unsupported weight bits {bits:g} (expected 1, 1.58, 2..8, 16 or 32)")
 
 
+def activation_quant(bits: float) -> llm.QuantAttr | None:
+    """Dynamic symmetric per-token quantization for `--abits B` (2..8); 32 keeps float inputs."""
+    if bits == 32:
+        return None
+    if bits == int(bits) and 2 <= bits <= 8:
+        return llm.QuantAttr(f"int{int(bits)}", 1, scale="per_channel")
+    raise PimcError(f"unsupported activation bits {bits:g} (expected 2..8 or 32)")
+
+
 class QuantizeLinear(RewritePattern):
-    def __init__(self, quant: llm.QuantAttr, only: str):
-        self.quant, self.only = quant, only
+    def __init__(self, wquant: llm.QuantAttr | None, aquant: llm.QuantAttr | None, only: str):
+        self.quants = {"wquant": wquant, "aquant": aquant}
+        self.only = only
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: llm.LinearOp, rewriter: PatternRewriter) -> None:
-        if op.wquant == self.quant:
-            return
         owner = op.weight.owner
         if self.only and not (isinstance(owner, llm.WeightOp) and self.only in owner.properties["name"].data):
             return
-        op.properties["wquant"] = self.quant
-        rewriter.handle_operation_modification(op)
+        changes = {k: q for k, q in self.quants.items() if q is not None and op.properties.get(k) != q}
+        if changes:
+            op.properties.update(changes)
+            rewriter.handle_operation_modification(op)
 
 
 @dataclass(frozen=True)
@@ -58,11 +69,13 @@ class QuantizePass(ModulePass):
 
     bits: int | float = 4
     group: int = 32
+    abits: int | float = 32
     only: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        quant = quant_for_bits(self.bits, self.group)
-        if quant is None:
+        wquant, aquant = quant_for_bits(self.bits, self.group), activation_quant(self.abits)
+        if wquant is None and aquant is None:
             return
-        walker = PatternRewriteWalker(GreedyRewritePatternApplier([QuantizeLinear(quant, self.only)], dce_enabled=False))
+        pattern = QuantizeLinear(wquant, aquant, self.only)
+        walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern], dce_enabled=False))
         walker.rewrite_module(op)

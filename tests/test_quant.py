@@ -156,3 +156,32 @@ def test_storage_bytes_int4_group32_hand_computed():
 )
 def test_storage_bytes_layouts(quant, shape, expected):
     assert quant.storage_bytes(shape) == pytest.approx(expected)
+
+
+def test_activation_quantization_equals_integer_product_of_codes():
+    """With wquant and aquant, the reference linear equals sx * sw * (integer codes product)."""
+    from pimc.dialects.llm_semantics import KERNELS, quantize_matrix
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 64)).astype(np.float32)
+    w = rng.normal(size=(5, 64)).astype(np.float32)
+    wq, aq = QuantAttr("int4", 64, scale="per_channel"), QuantAttr("int8", 1, scale="per_channel")
+    y = KERNELS["llm.linear"]((x, w), {"wquant": wq, "aquant": aq}, ())
+    xm, wm = quantize_matrix(x, aq), quantize_matrix(w, wq)
+    assert np.abs(xm.signed_codes()).max() <= 127 and np.abs(wm.signed_codes()).max() <= 7
+    integer = xm.signed_codes() @ wm.signed_codes().T  # exact int64
+    expected = integer * xm.scale.reshape(3, 1) * wm.scale.reshape(1, 5)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_quantize_pass_sets_activation_quant(tmp_path):
+    from pimc.frontends import build_module, read_model
+    from pimc.ir import make_context
+    from pimc.dialects import llm
+    from pimc.passes import QuantizePass
+
+    module = build_module(read_model("tiny-llama").config, 4, 8)
+    QuantizePass(bits=4, group=32, abits=8).apply(make_context(), module)
+    linears = [op for op in module.walk() if isinstance(op, llm.LinearOp)]
+    assert linears and all(op.aquant == QuantAttr("int8", 1, scale="per_channel") for op in linears)
+    assert all(op.wquant == QuantAttr("int4", 32) for op in linears)
