@@ -19,6 +19,10 @@ from pimc.errors import PimcError
 from pimc.timeline import TimelineRecorder
 
 
+INTERPRETER_FUNCTIONS = (FuncFunctions, LlmFunctions, CpuFunctions)
+"""The semantics of every dialect a program may contain (one entry per device dialect)."""
+
+
 @dataclass(frozen=True)
 class Generation:
     tokens: list[int]
@@ -33,8 +37,8 @@ class Executor:
     def __init__(self, module: ModuleOp, weights: Mapping[str, np.ndarray], recorder: TimelineRecorder | None = None):
         self.module, self.weights, self.recorder = module, weights, recorder
         self.interpreter = Interpreter(module, listeners=(recorder,) if recorder else ())
-        for functions in (FuncFunctions(), LlmFunctions(), CpuFunctions()):
-            self.interpreter.register_implementations(functions)
+        for functions in INTERPRETER_FUNCTIONS:
+            self.interpreter.register_implementations(functions())
         self.reset()
 
     def reset(self) -> None:

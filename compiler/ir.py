@@ -18,9 +18,13 @@ from pimc.errors import PimcError
 from pimc.passes import all_passes
 
 
+DIALECTS = (Builtin, Func, LLM, CPU)
+"""Every dialect pimc IR may contain (one entry per device dialect)."""
+
+
 def make_context() -> Context:
     ctx = Context()
-    for dialect in (Builtin, Func, LLM, CPU):
+    for dialect in DIALECTS:
         ctx.load_dialect(dialect)
     return ctx
 
