@@ -7,10 +7,11 @@ concat, slice) read and write theirs. A KV-cache append writes only its new rows
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
-from xdsl.dialects.builtin import IntegerType, TensorType
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from pimc.dialects import llm
@@ -141,4 +142,14 @@ def op_work(op: Operation) -> Work:
     counter = COUNTERS.get(type(op))
     if counter is None:
         raise KeyError(f"no work model for operation '{op.name}'")
-    return counter(op)
+    work = counter(op)
+    hints = {
+        name.removeprefix(HINT_PREFIX): float(attr.value.data)
+        for name, attr in op.attributes.items()
+        if name.startswith(HINT_PREFIX) and isinstance(attr, IntegerAttr | FloatAttr)
+    }
+    return dataclasses.replace(work, hints=hints) if hints else work
+
+
+HINT_PREFIX = "pimc.hint."
+"""Numeric attributes `pimc.hint.<key>` on an `llm` op become `Work.hints[<key>]`."""

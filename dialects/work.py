@@ -27,6 +27,9 @@ class Work:
     """Storage bits per weight code (1.6 for ternary); 32 when the op has no low-bit weight."""
     act_bits: float = 32.0
     """Bits per input activation code (a linear's `aquant`); 32 for float inputs."""
+    hints: dict[str, float] = field(default_factory=dict)
+    """Facts graph passes attached to the op as `pimc.hint.<key>` attributes (e.g. an FPGA dataflow
+    or a packed weight size) for the cost models that know them; other models ignore them."""
 
     @property
     def total_bytes(self) -> float:

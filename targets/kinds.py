@@ -14,6 +14,7 @@ from pydantic import Field
 from pimc.dialects.work import Work
 from pimc.errors import TargetError
 from pimc.targets import cpu
+from pimc.targets import fpga
 from pimc.targets.cost import Cost
 from pimc.targets.device import DeviceKind
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 _KINDS: tuple[DeviceKind, ...] = (
     cpu.KIND,
+    fpga.KIND,
 )
 
 DEVICE_KINDS: dict[str, DeviceKind] = {k.kind: k for k in _KINDS}

@@ -216,7 +216,7 @@ def test_targets_list():
     r = pimc_inprocess("targets", "list")
     assert_ok(r)
     names = [line.split("\t")[0] for line in r.out.splitlines()]
-    assert names == ["cpu-a76", "cpu-i7-9700k"]
+    assert {"cpu-a76", "cpu-i7-9700k"} <= set(names) and names == sorted(names)  # other kinds add presets
 
 
 def test_targets_show():

@@ -153,7 +153,7 @@ def test_missing_field_and_unknown_kind(tmp_path):
     path = write(tmp_path, GOOD.replace("static_power_w = 1.0\n", ""))
     assert error_of(path) == f"{path}: devices['cpu'].static_power_w: missing required field"
     path = write(tmp_path, GOOD.replace('kind = "cpu"', 'kind = "gpu"'))
-    assert error_of(path) == f"{path}: devices['cpu']: unknown device kind 'gpu' (known: cpu)"
+    assert error_of(path) == f"{path}: devices['cpu']: unknown device kind 'gpu' (known: {', '.join(sorted(DEVICE_KINDS))})"
 
 
 def test_device_referencing_missing_memory(tmp_path):
