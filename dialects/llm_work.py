@@ -66,9 +66,14 @@ def _linear(op: llm.LinearOp) -> Work:
     bias_bytes = nbytes(op.bias) if op.bias is not None else 0.0
     flops = 2.0 * rows * n * k + (rows * n if op.bias is not None else 0)
     code_bits = op.wquant.code_bits if op.wquant is not None else 32.0
+    dims = {"rows": rows, "n": n, "k": k}
+    if op.wquant is not None and op.wquant.format.data not in llm.FLOAT_FORMATS:
+        # Integer codes: the span of one scale along k, and whether codes carry zero points.
+        dims["wgroup"] = op.wquant.group.data if op.wquant.scale.data == "per_group" else k
+        dims["wzero"] = 1 - op.wquant.symmetric.data
     return Work(
         op.name, flops, math.ceil(code_bits), weight_storage_bytes(op) + bias_bytes, nbytes(op.input), nbytes(op.result),
-        dims={"rows": rows, "n": n, "k": k}, weight_bits=code_bits,
+        dims=dims, weight_bits=code_bits,
         act_bits=op.aquant.code_bits if op.aquant is not None else 32.0,
     )
 

@@ -14,6 +14,8 @@ from pydantic import Field
 from pimc.dialects.work import Work
 from pimc.errors import TargetError
 from pimc.targets import cpu
+from pimc.targets import cim
+from pimc.targets import systolic
 from pimc.targets import fpga
 from pimc.targets.cost import Cost
 from pimc.targets.device import DeviceKind
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 
 _KINDS: tuple[DeviceKind, ...] = (
     cpu.KIND,
+    cim.KIND,
+    systolic.KIND,
     fpga.KIND,
 )
 

@@ -53,7 +53,8 @@ def error_of(*args, **kwargs) -> str:
 
 
 def test_list_presets():
-    assert list_presets() == PRESETS
+    presets = list_presets()
+    assert set(PRESETS) <= set(presets) and presets == sorted(presets)  # other kinds add presets
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -114,7 +115,8 @@ def test_override_memory_nested_and_defaulted_fields():
 
 def test_unknown_preset():
     msg = error_of("foo")
-    assert msg == "unknown target 'foo' (presets: cpu-a76, cpu-i7-9700k)"
+    assert msg == f"unknown target 'foo' (presets: {', '.join(list_presets())})"
+    assert "cpu-a76, cpu-i7-9700k" in msg
 
 
 def test_missing_file(tmp_path):
@@ -208,7 +210,7 @@ def test_override_with_invalid_value_is_validated():
 
 
 def test_registry_and_schema_agree():
-    assert set(DEVICE_KINDS) == {"cpu"}
+    assert "cpu" in DEVICE_KINDS  # other kinds register beside it
     assert DEVICE_KINDS["cpu"].schema is CpuDevice
     t = load_target("cpu-a76")
     assert isinstance(Target.model_validate(t.model_dump()), Target)

@@ -36,7 +36,7 @@ def read_model(spec: str) -> ModelSource:
     if path.exists():
         config = read_config_file(path)
         return ModelSource(config, spec, path if path.is_dir() else path.parent)
-    if "/" in spec or path.suffix:
+    if ("/" in spec or path.suffix) and spec not in preset_names():  # "opt-6.7b" is a preset, not a suffix
         raise ModelError(f"{spec}: no such file or directory")
     return ModelSource(load_preset(spec), spec)
 
