@@ -26,9 +26,9 @@ def test_gemm_fold_count(target):
 
 
 def test_streamed_ternary_gemv(target):
-    weight_bytes = 4096 * 4096 * 1.6 / 8 + 4096 * 16 * 2  # codes + one 16-bit scale per 256-group
+    weight_bytes = 4096 * 4096 * 1.6 / 8 + 4096 * 2  # codes + one 16-bit scale per output channel
     work = Work("llm.linear", 2.0 * 4096 * 4096, 2, weight_bytes, 4096 * 4, 4096 * 4,
-                dims={"rows": 1, "n": 4096, "k": 4096, "wgroup": 256, "wzero": 0}, weight_bits=1.6, act_bits=8.0)
+                dims={"rows": 1, "n": 4096, "k": 4096, "wgroup": 4096, "wzero": 0}, weight_bits=1.6, act_bits=8.0)
     cost = op_cost(target, "sa", work)
     compute_s = (128 * 4190 + OVERHEAD) / CLOCK  # 5.3832 ms, above the 0.27 ms of weight streaming
     assert weight_bytes / BW < compute_s
@@ -69,3 +69,12 @@ def test_views_are_free_and_vector_ops_cost_cycles(target):
     norm = op_cost(target, "sa", Work("llm.layernorm", 5.0 * 4096, 32, 4096 * 8, 4096 * 4, 4096 * 4))
     assert norm.latency_s == pytest.approx((640 + OVERHEAD) / CLOCK, rel=1e-12)  # 20480 ops / 32 lanes
     assert norm.offchip_bytes == 0.0
+
+
+def test_scale_groups_are_separate_products(target):
+    dims = {"rows": 1, "n": 4096, "k": 4096, "wgroup": 256, "wzero": 0}
+    work = Work("llm.linear", 1.0, 2, 1.0, 1.0, 1.0, dims=dims, weight_bits=1.6, act_bits=8.0)
+    b = breakdown(target.device("sa"), target.memory("lpddr"), work)
+    assert b.array_cycles == 16 * 128 * (94 + 256)  # 16 groups x 128 column folds
+    float_work = Work("llm.linear", 1.0, 32, 1.0, 1.0, 1.0, dims={"rows": 1, "n": 64, "k": 64})
+    assert breakdown(target.device("sa"), target.memory("lpddr"), float_work).array_cycles == 16 * 2 * (94 + 64)  # 4 x 4 passes

@@ -7,7 +7,8 @@ each fold pins an R x C block of outputs in the PEs and streams K operand pairs 
 
 per pass; operands wider than the PE multiplier take ceil(bits / operand_bits) passes each.
 
-- `llm.linear`: M = rows (tokens), N = outputs, K = inputs; the weights stream from the memory
+- `llm.linear`: M = rows (tokens), N = outputs, K = inputs (one product per weight-scale group of
+  integer codes, whose partial sums are scaled as they drain); the weights stream from the memory
   every call (weight_bytes off-chip), double-buffered through the SRAM, so
   latency = max(compute, weight bytes / bandwidth) + the memory's first-access latency.
 - `llm.attention`: per KV head, QKᵀ is a GEMM with M = queries x (heads / kv_heads) (the query heads
@@ -126,7 +127,10 @@ def breakdown(device: SystolicDevice, memory: Memory, work: Work) -> SystolicBre
     offchip = 0.0
     if work.op == "llm.linear":
         d = work.dims
-        gemms = [Gemm(d["rows"], d["n"], d["k"], passes=passes(work.weight_bits, device) * passes(work.act_bits, device))]
+        p = passes(work.weight_bits, device) * passes(work.act_bits, device)
+        group = min(d.get("wgroup", d["k"]), d["k"])  # integer codes: each scale group is its own product
+        full, rest = divmod(d["k"], group)
+        gemms = [Gemm(d["rows"], d["n"], group, count=full, passes=p)] + ([Gemm(d["rows"], d["n"], rest, passes=p)] if rest else [])
         offchip = work.weight_bytes
     elif work.op == "llm.attention":
         d = work.dims
