@@ -20,6 +20,8 @@ from xdsl.dialects.builtin import ModuleOp
 from pimc import __version__
 from pimc.execute import Executor
 from pimc.frontends import ModelSource, build_module, model_weights, read_model
+from pimc.passes.pack_weights import pack_weights
+from pimc.passes.tphs import select_dataflow
 from pimc.pipeline import graph_passes, map_and_lower
 from pimc.report import PhaseStats, build_report, device_usage, to_json, to_markdown
 from pimc.targets import Target, load_target
@@ -153,6 +155,7 @@ def compile(
     overrides: Sequence[str] = (),
     weights: str = "auto",
     seed: int = 0,
+    dataflow: str = "auto",
 ) -> Program:
     """Compile `model` for `target`: prefill of `seq_len` tokens and decode with a KV cache of `context`."""
     started = time.perf_counter()
@@ -160,7 +163,9 @@ def compile(
     context = context or _default_context(seq_len)
     module = build_module(source.config, seq_len, context)
     graph_passes(module, wbits, group, abits)
+    select_dataflow(module, tgt, dataflow)  # attention dataflow on FPGA devices (auto|gemm|tphs)
     store = model_weights(source, module, weights, seed)
+    pack_weights(module, store)  # MEADOW weight packing, for modules prepared for an FPGA
     lowered = map_and_lower(module, tgt)
     schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
     manifest = {
@@ -177,6 +182,7 @@ def compile(
             "overrides": list(overrides),
             "weights": "checkpoint" if weights == "checkpoint" or (weights == "auto" and source.has_checkpoint) else "random",
             "seed": seed,
+            "dataflow": dataflow,
         },
         "schedule": _schedule_summary(lowered.mapped),
     }
@@ -193,6 +199,7 @@ def estimate(
     abits: float = 32,
     group: int = 32,
     overrides: Sequence[str] = (),
+    dataflow: str = "auto",
 ) -> Report:
     """Cost only (no weights): schedule one prefill and one decode step and report them."""
     started = time.perf_counter()
@@ -200,6 +207,7 @@ def estimate(
     context = context or _default_context(seq_len)
     module = build_module(source.config, seq_len, context)
     graph_passes(module, wbits, group, abits)
+    select_dataflow(module, tgt, dataflow)
     lowered = map_and_lower(module, tgt)
     manifest = {
         "model": source.config.name,

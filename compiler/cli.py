@@ -30,6 +30,7 @@ WbitsOpt = Annotated[float, typer.Option("--wbits", help="Weight bits: 1, 1.58, 
 AbitsOpt = Annotated[float, typer.Option("--abits", help="Activation bits of linear inputs: 2..8 (dynamic, per token) or 32.")]
 GroupOpt = Annotated[int, typer.Option("--group", help="Quantization group size along the input dimension.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
+DataflowOpt = Annotated[str, typer.Option("--dataflow", help="Attention dataflow where a device offers several: auto | gemm | tphs.")]
 
 
 def _version(value: bool) -> None:
@@ -63,12 +64,13 @@ def compile(
     overrides: SetOpt = None,
     weights: Annotated[str, typer.Option(help="auto (checkpoint if present, else random) | checkpoint | random")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
+    dataflow: DataflowOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Compile MODEL for a target into a program bundle."""
     program = pimc.compile(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group,
-        overrides=overrides or (), weights=weights, seed=seed,
+        overrides=overrides or (), weights=weights, seed=seed, dataflow=dataflow,
     )
     path = program.save(output)
     if as_json:
@@ -135,11 +137,13 @@ def estimate(
     abits: AbitsOpt = 32,
     group: GroupOpt = 32,
     overrides: SetOpt = None,
+    dataflow: DataflowOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Cost of one prefill and one decode step of MODEL on a target."""
     report = pimc.estimate(
-        model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group, overrides=overrides or ()
+        model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group, overrides=overrides or (),
+        dataflow=dataflow,
     )
     _emit_report(report, as_json)
 

@@ -14,12 +14,13 @@ from xdsl.interpreter import Interpreter
 from xdsl.interpreters.func import FuncFunctions
 
 from pimc.dialects.cpu_semantics import CpuFunctions
+from pimc.dialects.fpga_semantics import FpgaFunctions
 from pimc.dialects.llm_semantics import LlmFunctions, RuntimeState, set_state
 from pimc.errors import PimcError
 from pimc.timeline import TimelineRecorder
 
 
-INTERPRETER_FUNCTIONS = (FuncFunctions, LlmFunctions, CpuFunctions)
+INTERPRETER_FUNCTIONS = (FuncFunctions, LlmFunctions, CpuFunctions, FpgaFunctions)
 """The semantics of every dialect a program may contain (one entry per device dialect)."""
 
 

@@ -13,12 +13,13 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 
 from pimc.dialects.cpu import CPU
+from pimc.dialects.fpga import FPGA
 from pimc.dialects.llm import LLM
 from pimc.errors import PimcError
 from pimc.passes import all_passes
 
 
-DIALECTS = (Builtin, Func, LLM, CPU)
+DIALECTS = (Builtin, Func, LLM, CPU, FPGA)
 """Every dialect pimc IR may contain (one entry per device dialect)."""
 
 

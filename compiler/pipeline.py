@@ -14,9 +14,10 @@ from pimc.errors import PimcError
 from pimc.ir import make_context, print_module, verify
 from pimc.mapping.from_ir import MappedFunction, annotate, map_module
 from pimc.passes import ConvertLlmToCpuPass, QuantizePass
+from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.targets import Target
 
-LOWERINGS = {"cpu": ConvertLlmToCpuPass}
+LOWERINGS = {"cpu": ConvertLlmToCpuPass, "fpga": ConvertLlmToFpgaPass}
 """Per device kind, the pass that lowers the `llm` ops mapped to it."""
 
 

@@ -8,12 +8,16 @@ from xdsl.transforms.common_subexpression_elimination import CommonSubexpression
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
 
 from pimc.passes.convert_llm_to_cpu import ConvertLlmToCpuPass
+from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.passes.map_ops import MapOpsPass
+from pimc.passes.pack_weights import PackWeightsPass
 from pimc.passes.quantize import QuantizePass
+from pimc.passes.tphs import TphsPass
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     passes = [CanonicalizePass, CommonSubexpressionElimination, DeadCodeElimination, QuantizePass, MapOpsPass, ConvertLlmToCpuPass]
+    passes += [TphsPass, PackWeightsPass, ConvertLlmToFpgaPass]
     return {p.name: (lambda p=p: p) for p in passes}
 
 

@@ -227,3 +227,29 @@ def fpga_supports(device: FpgaDevice, work: Work) -> bool:
     if work.op == "llm.linear":
         return work.weight_bits <= device.operand_bits and work.act_bits <= device.operand_bits
     return work.op in PE_OPS or work.op in VECTOR_OPS
+
+
+@dataclass(frozen=True)
+class GemmTiles:
+    """The tile loop of a GEMM: rows x outputs per on-chip tile, products per PE-cycle, buffer bytes."""
+
+    tile_m: int
+    tile_n: int
+    tile_k: int
+    buffer_bytes: int
+
+
+def gemm_tiles(device: FpgaDevice, m: int, n: int, k: int, weight_bits: float) -> GemmTiles:
+    """Largest tiles whose double-buffered inputs (tile_m x K) and weights (tile_n x K) plus int32
+    accumulators (tile_m x tile_n) fit on chip; at least one row of each (then possibly not fitting,
+    which the `fpga.gemm` verifier reports)."""
+    a, wb, cap = device.act_bytes, weight_bits / 8, device.onchip_bytes
+
+    def need(tm: int, tn: int) -> int:
+        return math.ceil(2 * (tm * k * a + tn * k * wb) + tm * tn * 4)
+
+    tm = max(1, min(m, int(cap // (4 * k * a))))
+    tn = max(1, min(n, int(cap // (4 * k * wb))))
+    while need(tm, tn) > cap and (tm > 1 or tn > 1):
+        tm, tn = (tm, max(1, tn // 2)) if tn >= tm else (max(1, tm // 2), tn)
+    return GemmTiles(tm, tn, device.parallel_pe_macs, need(tm, tn))

@@ -1,0 +1,127 @@
+"""The FPGA path end to end: TPHS and GEMM dataflows, overflow fallback, packed weights, CLI, IR round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import pimc
+from pimc.errors import PimcError
+from pimc.execute import Executor
+from pimc.frontends import build_module, model_weights, read_model
+from pimc.ir import parse_module, print_module, run_passes
+from pimc.passes.pack_weights import pack_weights
+from pimc.passes.tphs import select_dataflow
+from pimc.pipeline import graph_passes, map_and_lower
+from pimc.targets import load_target
+
+PROMPT = [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    progs = {df: pimc.compile("tiny-llama", "zcu102-meadow", wbits=8, abits=8, dataflow=df) for df in ("gemm", "tphs")}
+    return progs, {df: p.run(PROMPT, tokens=4) for df, p in progs.items()}
+
+
+def op_names(module) -> list[str]:
+    return [op.name for op in module.walk()]
+
+
+def test_tphs_and_gemm_identical_and_equal_to_reference(runs):
+    progs, results = runs
+    assert "fpga.tphs" in op_names(progs["tphs"].module) and "fpga.scores" not in op_names(progs["tphs"].module)
+    assert {"fpga.scores", "fpga.softmax", "fpga.pv"} <= set(op_names(progs["gemm"].module))
+    assert "fpga.tphs" not in op_names(progs["gemm"].module)
+    assert np.array_equal(results["gemm"].logits, results["tphs"].logits)  # bit-identical
+    assert results["gemm"].tokens == results["tphs"].tokens
+    reference = Executor(parse_module(progs["tphs"].llm_ir), progs["tphs"].weights).generate(PROMPT, 4)
+    assert reference.tokens == results["tphs"].tokens
+    np.testing.assert_allclose(results["tphs"].logits, reference.logits, rtol=1e-4, atol=1e-5)
+
+
+def test_tphs_moves_fewer_bytes_and_auto_is_no_slower(runs):
+    _, results = runs
+    gemm, tphs = results["gemm"].report, results["tphs"].report
+    # 2 layers; H x S x T = 4 x 8 x 8 scores of 1 B written, read, written, read again by the GEMM form
+    assert gemm.prefill.offchip_bytes - tphs.prefill.offchip_bytes == 2 * 4 * (4 * 8 * 8)
+    auto = pimc.estimate("tiny-llama", "zcu102-meadow", seq_len=8, wbits=8, abits=8)
+    assert auto.prefill.latency_s <= min(gemm.prefill.latency_s, tphs.prefill.latency_s) * (1 + 1e-12)
+
+
+def test_onchip_overflow_falls_back_to_gemm_with_a_note():
+    # 2000 B of buffers: GEMM tiles fit (one row of each), TPHS intermediates (3200 B prefill) do not.
+    prog = pimc.compile("tiny-llama", "zcu102-meadow", wbits=8, abits=8, dataflow="tphs",
+                        overrides=["fpga.bram_bytes=2000"])
+    names = op_names(prog.module)
+    assert "fpga.tphs" not in names and "fpga.scores" in names
+    assert "TPHS intermediates need 3200 B on chip, more than the 2000 B of 'fpga': GEMM form" in prog.llm_ir
+    ref = pimc.compile("tiny-llama", "zcu102-meadow", wbits=8, abits=8, dataflow="gemm").run(PROMPT, tokens=2)
+    assert np.array_equal(prog.run(PROMPT, tokens=2).logits, ref.logits)
+
+
+def test_tiles_that_cannot_fit_are_a_clear_error():
+    with pytest.raises(PimcError, match=r"fpga.gemm: double-buffered tiles need \d+ B on chip, more than the 100 B"):
+        pimc.estimate("tiny-llama", "zcu102-meadow", seq_len=8, wbits=8, abits=8, overrides=["fpga.bram_bytes=100"])
+
+
+def test_float_linears_cannot_run_on_the_int8_fpga():
+    with pytest.raises(PimcError, match="no device can run llm.linear"):
+        pimc.estimate("tiny-llama", "zcu102-meadow", seq_len=8)
+
+
+def test_packed_weights_unpack_exactly_and_cut_weight_traffic():
+    source, target = read_model("tiny-llama"), load_target("zcu102-meadow")
+
+    def lowered(pack: bool):
+        module = build_module(source.config, 8, 32)
+        graph_passes(module, 8, 32, 8)
+        select_dataflow(module, target, "tphs")
+        store = dict(model_weights(source, module, "random", 0))
+        rng = np.random.default_rng(0)
+        for name, w in store.items():  # three levels per row: few distinct int8 chunks
+            if name.endswith("proj.weight") or name == "lm_head.weight":
+                store[name] = (rng.integers(-1, 2, w.shape) * 0.02).astype(np.float32)
+        packings = pack_weights(module, store) if pack else {}
+        return map_and_lower(module, target), store, packings
+
+    (packed, store, packings), (plain, _, _) = lowered(True), lowered(False)
+    assert packings and all(p.ratio > 3 for p in packings.values())
+    assert "fpga.unpack" in op_names(packed.module) and "fpga.unpack" not in op_names(plain.module)
+    a = Executor(packed.module, store).generate(PROMPT, 3)
+    b = Executor(plain.module, store).generate(PROMPT, 3)
+    assert np.array_equal(a.logits, b.logits)
+    traffic = [sum(op.offchip_bytes.value.data for op in m.module.walk() if op.name == "fpga.gemm") for m in (packed, plain)]
+    assert traffic[0] < traffic[1] / 2
+
+
+def test_lowered_program_prints_and_parses_back(runs):
+    progs, _ = runs
+    text = print_module(progs["gemm"].module)
+    assert print_module(parse_module(text)) == text
+
+
+def test_opt_pipeline_runs_the_passes_by_name():
+    source = read_model("tiny-llama")
+    module = build_module(source.config, 8, 32)
+    run_passes(module, "quantize{bits=8 abits=8},tphs{target=zcu102-meadow dataflow=tphs},"
+                       "map{target=zcu102-meadow},convert-llm-to-fpga")
+    assert "fpga.tphs" in op_names(module) and not any(n.startswith("llm.") and n != "llm.weight" for n in op_names(module))
+
+
+def test_dataflow_errors():
+    with pytest.raises(PimcError, match="--dataflow 'bogus': expected one of auto, gemm, tphs"):
+        pimc.estimate("tiny-llama", "zcu102-meadow", seq_len=8, wbits=8, abits=8, dataflow="bogus")
+    with pytest.raises(PimcError, match="--dataflow tphs: target 'cpu-a76' has no FPGA device"):
+        pimc.estimate("tiny-llama", "cpu-a76", seq_len=8, dataflow="tphs")
+
+
+def test_cli_estimate_with_dataflow(capsys):
+    from pimc.cli import app
+
+    app(["estimate", "tiny-llama", "--target", "zcu102-meadow", "--seq-len", "8", "--wbits", "8", "--abits", "8",
+         "--dataflow", "gemm", "--set", "fpga.offchip_gbps=1", "--json"], standalone_mode=False)
+    report = json.loads(capsys.readouterr().out)
+    assert report["target"] == "zcu102-meadow" and report["prefill"]["latency_s"] > 0
