@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from pimc.dialects.work import Work
     from pimc.targets.cost import Cost
-    from pimc.targets.schema import Memory
+    from pimc.targets.schema import Memory, Target
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 """Names are used in `--set NAME.FIELD=VALUE`, so no dots, '=' or spaces."""
@@ -54,6 +54,7 @@ class DeviceBase(StrictModel):
 
 
 CostFn = Callable[["DeviceBase", "Memory", "Work"], "Cost"]
+TargetCostFn = Callable[["Target", "DeviceBase", "Work"], "Cost"]
 SupportsFn = Callable[["DeviceBase", "Work"], bool]
 
 
@@ -74,3 +75,6 @@ class DeviceKind:
     schema: type[DeviceBase]
     cost: CostFn
     supports: SupportsFn = runs_everything
+    target_cost: TargetCostFn | None = None
+    """For kinds whose cost reads other parts of the target (a DRAM-PUD module's host CPU):
+    `op_cost` calls it instead of `cost`."""

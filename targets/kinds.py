@@ -17,6 +17,7 @@ from pimc.targets import cpu
 from pimc.targets import cim
 from pimc.targets import systolic
 from pimc.targets import fpga
+from pimc.targets import dram_pud
 from pimc.targets.cost import Cost
 from pimc.targets.device import DeviceKind
 
@@ -28,6 +29,7 @@ _KINDS: tuple[DeviceKind, ...] = (
     cim.KIND,
     systolic.KIND,
     fpga.KIND,
+    dram_pud.KIND,
 )
 
 DEVICE_KINDS: dict[str, DeviceKind] = {k.kind: k for k in _KINDS}
@@ -59,4 +61,7 @@ def can_run(target: Target, device_name: str, work: Work) -> bool:
 def op_cost(target: Target, device_name: str, work: Work) -> Cost:
     """Cost of `work` on the device `device_name` of `target`, by that device kind's model."""
     device = target.device(device_name)
-    return device_kind(device.kind).cost(device, target.memory_of(device), work)
+    kind = device_kind(device.kind)
+    if kind.target_cost is not None:
+        return kind.target_cost(target, device, work)
+    return kind.cost(device, target.memory_of(device), work)
