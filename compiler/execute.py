@@ -13,14 +13,16 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter
 from xdsl.interpreters.func import FuncFunctions
 
+from pimc.dialects.cim_semantics import CimFunctions
 from pimc.dialects.cpu_semantics import CpuFunctions
 from pimc.dialects.fpga_semantics import FpgaFunctions
 from pimc.dialects.llm_semantics import LlmFunctions, RuntimeState, set_state
+from pimc.dialects.systolic_semantics import SystolicFunctions
 from pimc.errors import PimcError
 from pimc.timeline import TimelineRecorder
 
 
-INTERPRETER_FUNCTIONS = (FuncFunctions, LlmFunctions, CpuFunctions, FpgaFunctions)
+INTERPRETER_FUNCTIONS = (FuncFunctions, LlmFunctions, CpuFunctions, FpgaFunctions, CimFunctions, SystolicFunctions)
 """The semantics of every dialect a program may contain (one entry per device dialect)."""
 
 

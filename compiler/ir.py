@@ -12,14 +12,16 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 
+from pimc.dialects.cim import CIM
 from pimc.dialects.cpu import CPU
 from pimc.dialects.fpga import FPGA
 from pimc.dialects.llm import LLM
+from pimc.dialects.systolic import SYSTOLIC
 from pimc.errors import PimcError
 from pimc.passes import all_passes
 
 
-DIALECTS = (Builtin, Func, LLM, CPU, FPGA)
+DIALECTS = (Builtin, Func, LLM, CPU, FPGA, CIM, SYSTOLIC)
 """Every dialect pimc IR may contain (one entry per device dialect)."""
 
 

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 
 from pimc.dialects import llm
 from pimc.errors import PimcError
 from pimc.ir import make_context, print_module, verify
 from pimc.mapping.from_ir import MappedFunction, annotate, map_module
 from pimc.passes import ConvertLlmToCpuPass, QuantizePass
+from pimc.passes.convert_llm_to_cim import LowerCimPass
 from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
+from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
+from pimc.passes.crossbar_tile import TARGET_ATTR
 from pimc.targets import Target
 
-LOWERINGS = {"cpu": ConvertLlmToCpuPass, "fpga": ConvertLlmToFpgaPass}
+LOWERINGS = {"cpu": ConvertLlmToCpuPass, "fpga": ConvertLlmToFpgaPass, "cim": LowerCimPass, "systolic": ConvertLlmToSystolicPass}
 """Per device kind, the pass that lowers the `llm` ops mapped to it."""
 
 
@@ -38,10 +41,12 @@ def map_and_lower(module: ModuleOp, target: Target) -> Lowered:
     llm_ir = print_module(module)
     mapped = map_module(module, target)
     annotate(mapped, target)
+    module.attributes[TARGET_ATTR] = StringAttr(target.model_dump_json())  # device numbers for the lowerings
     for kind in sorted({d.kind for d in target.devices}):
         if kind not in LOWERINGS:
             raise PimcError(f"target '{target.name}': no lowering for device kind '{kind}' yet")
         LOWERINGS[kind]().apply(make_context(), module)
+    del module.attributes[TARGET_ATTR]
     leftover = [op.name for op in module.walk() if isinstance(op, llm.LlmOp) and not isinstance(op, llm.WeightOp)]
     if leftover:
         raise PimcError(f"lowering left {len(leftover)} llm ops unlowered (first: {leftover[0]})")

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pimc.dialects import llm
-from pimc.dialects.llm_semantics import quantize_matrix
+from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
+
+from pimc.dialects import cim, llm
+from pimc.dialects.llm_semantics import QuantizedMatrix, RuntimeState, get_state, quantize_matrix
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def crossbar_mvm(
 
 def cim_linear(
     x: np.ndarray,
-    weight: np.ndarray,
+    weight: np.ndarray | QuantizedMatrix,
     bias: np.ndarray | None,
     wquant: llm.QuantAttr,
     aquant: llm.QuantAttr,
@@ -166,20 +168,81 @@ def cim_linear(
     stats: AdcStats | None = None,
 ) -> np.ndarray:
     """x [..., K] @ weight [N, K]ᵀ (+ bias) with weights and inputs quantized as the attributes say,
-    the integer products computed on crossbars, scales applied digitally per K slice (float32)."""
-    k = weight.shape[1]
+    the integer products computed on crossbars, scales applied digitally per K slice (float32).
+    `weight` may be the codes already programmed into the crossbars."""
+    wq = weight if isinstance(weight, QuantizedMatrix) else quantize_matrix(weight, wquant)
+    n, k = wq.shape
     x2 = x.reshape(-1, k)
     xq = quantize_matrix(x2, aquant)
-    wq = quantize_matrix(weight, wquant)
     partial = crossbar_mvm(xq.signed_codes(), wq.signed_codes(), cfg, rng, stats)  # [R, J, N]
     k_slices = partial.shape[1]
     wscale = wq.scale.reshape(wq.scale.shape[0], -1)  # [N or 1, G]
     group = k if wquant.scale.data != "per_group" else wquant.group.data
     slice_group = [min(j * cfg.slice_k // group, wscale.shape[1] - 1) for j in range(k_slices)]
     scaled = np.einsum("rjn,nj->rn", partial.astype(np.float64), np.broadcast_to(
-        wscale[:, slice_group].astype(np.float64), (weight.shape[0], k_slices)))
+        wscale[:, slice_group].astype(np.float64), (n, k_slices)))
     xscale = xq.scale.reshape(-1, 1).astype(np.float64)  # [R or 1, 1]
     y = scaled * xscale
     if bias is not None:
         y = y + bias
-    return y.astype(np.float32).reshape(*x.shape[:-1], weight.shape[0])
+    return y.astype(np.float32).reshape(*x.shape[:-1], n)
+
+
+# --------------------------------------------------------------------------- interpreter
+
+
+@dataclass
+class CrossbarState:
+    """The crossbars of one run: the weight codes programmed into them (once each), the ADC
+    statistics and the noise generator. A new run (a new `RuntimeState`) starts from blank arrays."""
+
+    run: RuntimeState | None = None
+    programmed: dict[str, QuantizedMatrix] | None = None
+    program_events: int = 0
+    executions: int = 0
+    adc: AdcStats | None = None
+    rng: np.random.Generator | None = None
+
+    def begin(self, run: RuntimeState, seed: int) -> None:
+        self.run, self.programmed, self.program_events, self.executions = run, {}, 0, 0
+        self.adc, self.rng = AdcStats(), np.random.default_rng(seed)
+
+
+def crossbar_state(interpreter: Interpreter) -> CrossbarState:
+    return interpreter.get_data(CimFunctions, "crossbars", CrossbarState)
+
+
+def op_config(op: cim.LinearOp) -> CrossbarConfig:
+    value = lambda attr: attr.value.data  # noqa: E731
+    return CrossbarConfig(
+        slice_k=value(op.slice_k),
+        weight_slices=value(op.weight_slices),
+        cell_bits=value(op.cell_bits),
+        act_bits=int(op.aquant.code_bits),
+        dac_bits=value(op.dac_bits),
+        adc_bits=value(op.adc_bits),
+        analog_subtract=bool(value(op.analog_subtract)),
+        adc_mode=op.adc_mode.data,
+        adc_full_scale=value(op.adc_full_scale),
+        noise_sigma=value(op.noise_sigma),
+    )
+
+
+@register_impls
+class CimFunctions(InterpreterFunctions):
+    @impl(cim.LinearOp)
+    def run_linear(self, interpreter: Interpreter, op: cim.LinearOp, args: tuple) -> tuple:
+        x, w, *bias = args
+        xbars = crossbar_state(interpreter)
+        run = get_state(interpreter)
+        if xbars.run is not run:
+            xbars.begin(run, op.noise_seed.value.data)
+        owner = op.weight.owner
+        key = owner.properties["name"].data if isinstance(owner, llm.WeightOp) else f"crossbar{op.first_crossbar.value.data}"
+        if key not in xbars.programmed:  # programmed once, at first use; every later call reuses the cells
+            xbars.programmed[key] = quantize_matrix(w, op.wquant)
+            xbars.program_events += 1
+        xbars.executions += 1
+        cfg = op_config(op)
+        y = cim_linear(x, xbars.programmed[key], bias[0] if bias else None, op.wquant, op.aquant, cfg, xbars.rng, xbars.adc)
+        return (y,)

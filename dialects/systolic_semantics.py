@@ -16,8 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pimc.dialects import llm
-from pimc.dialects.llm_semantics import quantize_matrix, softmax
+from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
+
+from pimc.dialects import llm, systolic
+from pimc.dialects.llm import FLOAT_FORMATS
+from pimc.dialects.llm_semantics import KERNELS, get_state, op_params, py_value, quantize_matrix, run_kernel, softmax
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,42 @@ def systolic_linear(
     if counter is not None:
         counter.cycles += cycles
     return y.astype(np.float32).reshape(*x.shape[:-1], weight.shape[0])
+
+
+# --------------------------------------------------------------------------- interpreter
+
+
+def array_of(op: systolic.ArrayOp) -> ArrayShape:
+    return ArrayShape(op.rows.value.data, op.cols.value.data, op.operand_bits.value.data)
+
+
+def cycle_counter(interpreter: Interpreter) -> CycleCounter:
+    """Array cycles the functional model spent in this interpreter (attention and integer GEMMs)."""
+    return interpreter.get_data(SystolicFunctions, "cycles", CycleCounter)
+
+
+def _integer(quant) -> bool:
+    return quant is not None and quant.format.data not in FLOAT_FORMATS
+
+
+@register_impls
+class SystolicFunctions(InterpreterFunctions):
+    @impl(systolic.AttentionOp)
+    def run_attention(self, interpreter: Interpreter, op: systolic.AttentionOp, args: tuple) -> tuple:
+        q, k, v, pos = args
+        return (systolic_attention(q, k, v, pos, op_params(op), array_of(op), cycle_counter(interpreter)),)
+
+    @impl(systolic.GemmOp)
+    def run_gemm(self, interpreter: Interpreter, op: systolic.GemmOp, args: tuple) -> tuple:
+        x, w, *bias = args
+        if _integer(op.wquant) and _integer(op.aquant):
+            y = systolic_linear(x, w, bias[0] if bias else None, op.wquant, op.aquant, array_of(op), cycle_counter(interpreter))
+            return (y,)
+        params = {k: op.properties[k] for k in ("wquant", "aquant") if k in op.properties}
+        return (KERNELS["llm.linear"](tuple(args), params, (op.result.type,)),)  # float operands: several passes, same values
+
+    @impl(systolic.VectorOp)
+    def run_vector(self, interpreter: Interpreter, op: systolic.VectorOp, args: tuple) -> tuple:
+        params = {k: py_value(v) for k, v in op.params.data.items()}
+        types = tuple(r.type for r in op.results)
+        return (run_kernel(op.kernel.data, tuple(args), params, types, get_state(interpreter)),)

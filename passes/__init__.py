@@ -7,8 +7,12 @@ from xdsl.transforms.canonicalize import CanonicalizePass
 from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
 
+from pimc.passes.cim_residency import CimResidencyPass
+from pimc.passes.convert_llm_to_cim import ConvertLlmToCimPass, LowerCimPass
 from pimc.passes.convert_llm_to_cpu import ConvertLlmToCpuPass
 from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
+from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
+from pimc.passes.crossbar_tile import CrossbarTilePass
 from pimc.passes.map_ops import MapOpsPass
 from pimc.passes.pack_weights import PackWeightsPass
 from pimc.passes.quantize import QuantizePass
@@ -18,6 +22,7 @@ from pimc.passes.tphs import TphsPass
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     passes = [CanonicalizePass, CommonSubexpressionElimination, DeadCodeElimination, QuantizePass, MapOpsPass, ConvertLlmToCpuPass]
     passes += [TphsPass, PackWeightsPass, ConvertLlmToFpgaPass]
+    passes += [CrossbarTilePass, CimResidencyPass, ConvertLlmToCimPass, LowerCimPass, ConvertLlmToSystolicPass]
     return {p.name: (lambda p=p: p) for p in passes}
 
 
