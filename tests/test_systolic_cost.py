@@ -44,7 +44,8 @@ def test_streamed_ternary_gemv(target):
 
 def test_decode_attention_reads_the_kv_cache(target):
     dims = {"queries": 1, "keys": 128, "heads": 32, "kv_heads": 32, "head_dim": 128}
-    work = Work("llm.attention", 4.0 * 128 * 32 * 128 + 5 * 128 * 32, 32, 0.0, 1.0, 1.0, dims=dims)
+    fp32_kv = 2 * 128 * 32 * 128 * 4 * 64  # the fp32 operand bytes the work counts do not spill: K, V stream as int8
+    work = Work("llm.attention", 4.0 * 128 * 32 * 128 + 5 * 128 * 32, 32, 0.0, fp32_kv, 1.0, dims=dims)
     b = breakdown(target.device("sa"), target.memory("lpddr"), work)
     # per head: QKᵀ [1,128]x[128,128] and PV [1,128]x[128,128]: 4 folds x (94 + 128) cycles each
     assert b.array_cycles == 32 * 2 * 4 * 222

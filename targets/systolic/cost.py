@@ -150,6 +150,8 @@ def breakdown(device: SystolicDevice, memory: Memory, work: Work) -> SystolicBre
             offchip = work.output_bytes * device.operand_bits / 32  # rows stored at operand precision
             vector_ops = 2.0 * work.output_bytes / 4  # quantize each new element (scale, round)
     io_bytes = work.input_bytes + work.output_bytes
+    if work.op == "llm.attention":  # K and V stream from memory (above); the queries and result stay
+        io_bytes = 2.0 * work.dims["queries"] * work.dims["heads"] * work.dims["head_dim"] * 4
     if io_bytes > device.sram_bytes:  # activations that do not fit the scratchpad spill to memory
         offchip += io_bytes
     array_cycles = sum(g.cycles(device) for g in gemms)
