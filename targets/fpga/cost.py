@@ -21,10 +21,11 @@ Attention has two forms:
 - GEMM form (the baseline): three phases that each fetch inputs from off-chip and store outputs back —
   scores = QKᵀ (H·S·T written), softmax (H·S·T read and written), PV (H·S·T read).
 - TPHS (token-parallel, head-sequential; the `tphs` hint set by the TPHS pass): per head, QKᵀ on the
-  parallel PEs (tokens across PEs), softmax in the softmax unit (2 passes: exp-LUT + sum, divide;
-  the max is taken as scores stream in), SV on the broadcast PEs; the three stages pipeline across
-  heads, so cycles = H · max(stage) + (sum(stages) − max(stage)) + softmax latency. Only Q, K, V are read
-  and the output written: scores and probabilities stay on chip.
+  parallel PEs (one query token per PE, sweeping the keys: ceil(S/PEs)·T·ceil(D/lanes) cycles), softmax
+  in the softmax unit (2 passes: exp-LUT + sum, divide; the max is taken as scores stream in), SV on the
+  broadcast PEs (one token's output row each); the three stages pipeline across heads, so
+  cycles = H · max(stage) + (sum(stages) − max(stage)) + softmax latency. Only Q, K, V are read and the
+  output written: scores and probabilities stay on chip.
 """
 
 from __future__ import annotations
@@ -161,22 +162,24 @@ class TphsStages:
 
 def tphs_stages(device: FpgaDevice, work: Work) -> TphsStages:
     s, t, _, _, d = _attention_dims(work)
-    qk = math.ceil(s * t / device.parallel_pes) * math.ceil(d / device.parallel_pe_macs)
+    # Token-parallel: each parallel PE holds one query token and sweeps the T keys of the head.
+    qk = math.ceil(s / device.parallel_pes) * t * math.ceil(d / device.parallel_pe_macs)
     softmax = 2 * math.ceil(s * t / device.softmax_lanes)
-    if device.broadcast_pes:
-        sv = math.ceil(s * t / device.broadcast_pes) * math.ceil(d / device.broadcast_pe_macs)
+    if device.broadcast_pes:  # each broadcast PE accumulates one token's output row, p[s,t] x V[t, :]
+        sv = math.ceil(s / device.broadcast_pes) * t * math.ceil(d / device.broadcast_pe_macs)
     else:  # no broadcast PEs: SV shares the parallel PEs after QKᵀ
         qk, sv = qk + gemm_cycles(device, s, d, t), 0
     return TphsStages(qk, softmax, sv)
 
 
 def tphs_onchip_bytes(device: FpgaDevice, work: Work) -> int:
-    """On-chip bytes TPHS needs: two heads in flight, each with Q_h, K_h, V_h, its score and
-    probability rows for all query tokens, plus one head's output accumulators."""
+    """On-chip bytes TPHS needs. Query tokens go through a head in groups of one token per parallel PE
+    (g = min(S, PEs)); double-buffered: the group's Q rows and its score (int32) and probability rows over
+    all T keys, and the K_h, V_h of two heads (the next loads while this one computes); plus the group's
+    output accumulators."""
     s, t, _, _, d = _attention_dims(work)
-    a = device.act_bytes
-    per_head = (s * d + 2 * t * d) * a + s * t * (SCORE_BYTES + a)
-    return math.ceil(2 * per_head + s * d * 4)
+    a, g = device.act_bytes, min(s, device.parallel_pes)
+    return math.ceil(2 * (g * d * a + g * t * (SCORE_BYTES + a)) + 2 * 2 * t * d * a + g * d * 4)
 
 
 def attention_tphs_phase(device: FpgaDevice, work: Work) -> Phase:
