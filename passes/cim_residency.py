@@ -45,6 +45,7 @@ class CimResidencyPass(ModulePass):
         target = module_target(op, self.target, self.name)
         first: dict[tuple[str, str], int] = {}  # (device, weight) -> first crossbar
         used: dict[str, int] = {}
+        narrow: dict[str, tuple[int, int]] = {}  # device -> (rows used, group) of a group-limited slice
         totals: dict[str, dict[str, float]] = {}
         for linear in op.walk():
             if not isinstance(linear, llm.LinearOp) or placed_on(linear, "cim") is None:
@@ -66,14 +67,24 @@ class CimResidencyPass(ModulePass):
                 t["energy"] += cost.energy_j
                 t["bytes"] += cost.offchip_bytes
             linear.attributes[FIRST_ATTR] = i64_attr(first[key])
+            slice_k = linear.attributes[TILING_ATTR].data["slice_k"].value.data
+            k = linear.weight.type.get_shape()[1]
+            group = op_work(linear).dims["wgroup"]
+            if group < k and slice_k < target.device(device_name).crossbar_rows:
+                narrow.setdefault(device_name, (slice_k, group))
         report = {}
         for device_name in sorted(used):
             device = target.device(device_name)
             assert isinstance(device, CimDevice)
             if used[device_name] > device.crossbars:
+                hint = ""
+                if device_name in narrow:
+                    rows, group = narrow[device_name]
+                    hint = (f"; weight-scale groups of {group} use only {rows} of the {device.crossbar_rows} "
+                            f"crossbar rows (--group {device.crossbar_rows} or a multiple fills them)")
                 raise PimcError(
                     f"cim device '{device_name}': the resident weights need {used[device_name]} crossbars, "
-                    f"it has {device.crossbars} ({device.tiles} tiles x {device.crossbars_per_tile})"
+                    f"it has {device.crossbars} ({device.tiles} tiles x {device.crossbars_per_tile}){hint}"
                 )
             t = totals[device_name]
             report[device_name] = DictionaryAttr(

@@ -74,8 +74,16 @@ def test_residency_allocation_is_disjoint_and_shared_by_functions(program):
 
 
 def test_capacity_error_names_needed_and_available():
-    with pytest.raises(PimcError, match=r"cim device 'xbar': the resident weights need \d+ crossbars, it has 16 \(1 tiles x 16\)"):
+    with pytest.raises(PimcError, match=r"cim device 'xbar': the resident weights need 118 crossbars, it has 16 "
+                                        r"\(1 tiles x 16\); weight-scale groups of 32 use only 32 of the 256 crossbar rows"):
         pimc.compile("tiny-llama", "pimllm-rram", seq_len=4, context=8, wbits=1.58, abits=8, overrides=["xbar.tiles=1"])
+    with pytest.raises(PimcError, match=r"need \d+ crossbars, it has 4 \(1 tiles x 4\)$"):  # 128-wide groups fill 128 rows
+        pimc.compile("tiny-llama", "pimllm-rram", seq_len=4, context=8, wbits=1.58, abits=8, group=128,
+                     overrides=["xbar.tiles=1", "xbar.crossbars_per_tile=4", "xbar.crossbar_rows=128"])
+
+
+def test_golden_lowered_program(program, golden):
+    golden.check("tiny-llama.pimllm-rram.mlir", print_module(program.module))
 
 
 def test_hand_checked_tiling_of_a_small_matrix():
