@@ -18,11 +18,12 @@ from pimc.dialects.cpu_semantics import CpuFunctions
 from pimc.dialects.fpga_semantics import FpgaFunctions
 from pimc.dialects.llm_semantics import LlmFunctions, RuntimeState, set_state
 from pimc.dialects.systolic_semantics import SystolicFunctions
+from pimc.dialects.pud_semantics import PudFunctions
 from pimc.errors import PimcError
 from pimc.timeline import TimelineRecorder
 
 
-INTERPRETER_FUNCTIONS = (FuncFunctions, LlmFunctions, CpuFunctions, FpgaFunctions, CimFunctions, SystolicFunctions)
+INTERPRETER_FUNCTIONS = (FuncFunctions, LlmFunctions, CpuFunctions, FpgaFunctions, CimFunctions, SystolicFunctions, PudFunctions)
 """The semantics of every dialect a program may contain (one entry per device dialect)."""
 
 

@@ -17,11 +17,12 @@ from pimc.dialects.cpu import CPU
 from pimc.dialects.fpga import FPGA
 from pimc.dialects.llm import LLM
 from pimc.dialects.systolic import SYSTOLIC
+from pimc.dialects.pud import PUD
 from pimc.errors import PimcError
 from pimc.passes import all_passes
 
 
-DIALECTS = (Builtin, Func, LLM, CPU, FPGA, CIM, SYSTOLIC)
+DIALECTS = (Builtin, Func, LLM, CPU, FPGA, CIM, SYSTOLIC, PUD)
 """Every dialect pimc IR may contain (one entry per device dialect)."""
 
 

@@ -17,10 +17,11 @@ from pimc.passes import ConvertLlmToCpuPass, QuantizePass
 from pimc.passes.convert_llm_to_cim import LowerCimPass
 from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
+from pimc.passes.convert_llm_to_pud import LowerPudPass
 from pimc.passes.crossbar_tile import TARGET_ATTR
 from pimc.targets import Target
 
-LOWERINGS = {"cpu": ConvertLlmToCpuPass, "fpga": ConvertLlmToFpgaPass, "cim": LowerCimPass, "systolic": ConvertLlmToSystolicPass}
+LOWERINGS = {"cpu": ConvertLlmToCpuPass, "fpga": ConvertLlmToFpgaPass, "cim": LowerCimPass, "systolic": ConvertLlmToSystolicPass, "dram_pud": LowerPudPass}
 """Per device kind, the pass that lowers the `llm` ops mapped to it."""
 
 

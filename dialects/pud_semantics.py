@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 
-from pimc.dialects import llm
-from pimc.dialects.llm_semantics import QuantizedMatrix
+from pimc.dialects import llm, pud
+from pimc.dialects.llm_semantics import QuantizedMatrix, quantize_matrix
 from pimc.targets.dram_pud.cost import GemvCounts, gemv_counts
 from pimc.targets.dram_pud.mechanism import FIXED_ROWS, GemvGeometry, fa_ops
 
@@ -113,7 +114,7 @@ def selected_counts(bits: np.ndarray, geo: GemvGeometry) -> list[list[int]]:
 # --------------------------------------------------------------------------- fast path
 
 
-def gemv_bitplanes(codes: np.ndarray, w: WeightFields, geo: GemvGeometry, device) -> tuple[np.ndarray, GemvCounts]:
+def gemv_bitplanes(codes: np.ndarray, w: WeightFields, geo: GemvGeometry, reliable_fraction: float = 1.0) -> tuple[np.ndarray, GemvCounts]:
     """D [G, n] for one activation row of p-bit codes [k], evaluated on bit-planes, and its commands."""
     p, q = geo.p, w.q
     bits = activation_bits(codes, p)  # [p, k]
@@ -127,7 +128,7 @@ def gemv_bitplanes(codes: np.ndarray, w: WeightFields, geo: GemvGeometry, device
         counts[p - 1] = negatives - counts[p - 1]  # the sign bit selects the complement rows
         value = np.einsum("kin,ki->n", counts, weights)
         out[g] += value - negatives * (1 << (p - 1)) * ((1 << q) - 1)
-    return out, gemv_counts(device, geo, selected_counts(bits, geo))
+    return out, gemv_counts(reliable_fraction, geo, selected_counts(bits, geo))
 
 
 # --------------------------------------------------------------------------- command emulator
@@ -329,7 +330,100 @@ def emulate_gemv(codes: np.ndarray, w: WeightFields, geo: GemvGeometry, fraction
     return Emulation(out, tuple(task_ops), rows_read, peak)
 
 
+# --------------------------------------------------------------------------- interpreter
+
+
+@dataclass(frozen=True)
+class PlacedWeight:
+    """What `pud.place` yields: the stored fields and the layout they are cut by."""
+
+    fields: WeightFields
+    layout: pud.LayoutAttr
+
+    def geometry(self, p: int) -> GemvGeometry:
+        lay, w = self.layout, self.fields
+        blocks = tuple(tuple(b) for b in lay.blocks(w.k))
+        used = max(sum(b) for b in blocks)
+        return GemvGeometry(w.n, w.k, w.q, p, min(lay.value("group"), w.k), lay.value("inputs"), blocks,
+                            tuple(lay.chunks(w.n)), 2 * w.q * used, lay.value("scratch"))
+
+
+@dataclass
+class CommandLog:
+    """Commands the simulator executed, per `pud.gemv` call (actual activation bits)."""
+
+    calls: list[tuple[str, int, int]] = field(default_factory=list)
+    """(device, row operations, result rows read) per token row."""
+
+    @property
+    def ops(self) -> int:
+        return sum(c[1] for c in self.calls)
+
+
+LOG_KEY = "commands"
+_FIELDS_KEY = "fields"
+
+
+def command_log(interpreter: Interpreter) -> CommandLog:
+    return interpreter.get_data(PudFunctions, LOG_KEY, CommandLog)
+
+
+def encode(x: np.ndarray, aquant: llm.QuantAttr) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric codes [R, K] and scales [R] of `x` [..., K] (the `llm` reference's codes)."""
+    k = x.shape[-1]
+    qm = quantize_matrix(x.reshape(-1, k).astype(np.float32), aquant)
+    return qm.signed_codes().astype(np.int32), qm.scale.reshape(-1).astype(np.float32)
+
+
+def aggregate(partial: np.ndarray, codes: np.ndarray, scales: np.ndarray, w: WeightFields,
+              bias: np.ndarray | None, shape: Sequence[int]) -> np.ndarray:
+    """y = scales[r] * sum_g wscale[m, g] (mult D[r, g, m] - offset[m, g] A[r, g]) (+ bias)."""
+    groups = np.arange(w.k) // w.qgroup
+    sums = np.stack([codes[:, groups == g].sum(axis=1, dtype=np.int64) for g in range(w.offset.shape[1])], axis=1)
+    dots = w.mult * partial - w.offset.T[None] * sums[:, :, None]  # [R, G, N] exact integers
+    y = scales.astype(np.float64)[:, None] * np.einsum("rgn,ng->rn", dots.astype(np.float64), w.scale.astype(np.float64))
+    if bias is not None:
+        y = y + bias
+    return y.astype(np.float32).reshape(shape)
+
+
+@register_impls
+class PudFunctions(InterpreterFunctions):
+    """Simulator of the `pud` dialect: bit-plane GeMVs, commands counted from the actual bits."""
+
+    @impl(pud.PlaceOp)
+    def run_place(self, interpreter: Interpreter, op: pud.PlaceOp, args: tuple) -> tuple:
+        cache = interpreter.get_data(PudFunctions, _FIELDS_KEY, dict)
+        key = (id(args[0]), str(op.wquant))
+        if key not in cache:
+            cache[key] = (args[0], weight_fields(quantize_matrix(args[0], op.wquant), op.wquant))
+        return (PlacedWeight(cache[key][1], op.layout),)
+
+    @impl(pud.EncodeOp)
+    def run_encode(self, interpreter: Interpreter, op: pud.EncodeOp, args: tuple) -> tuple:
+        return encode(args[0], op.aquant)
+
+    @impl(pud.GemvOp)
+    def run_gemv(self, interpreter: Interpreter, op: pud.GemvOp, args: tuple) -> tuple:
+        codes, placed = args
+        geo = placed.geometry(op.act_bits.value.data)
+        log = command_log(interpreter)
+        rows = []
+        for row in codes:
+            partial, counts = gemv_bitplanes(row, placed.fields, geo)
+            log.calls.append((op.device.data, counts.ops, counts.rows_read))
+            rows.append(partial)
+        return (np.stack(rows) if rows else np.zeros(tuple(op.result.type.get_shape()), np.int64),)
+
+    @impl(pud.AggregateOp)
+    def run_aggregate(self, interpreter: Interpreter, op: pud.AggregateOp, args: tuple) -> tuple:
+        partial, codes, scales, placed, *bias = args
+        shape = tuple(op.result.type.get_shape())
+        return (aggregate(partial, codes, scales, placed.fields, bias[0] if bias else None, shape),)
+
+
 __all__ = [
+    "CommandLog", "PlacedWeight", "PudFunctions", "aggregate", "command_log", "encode",
     "Emulation", "Subarray", "WeightFields", "activation_bits", "emulate_gemv", "fa_ops", "gemv_bitplanes",
     "selected_counts", "weight_fields",
 ]

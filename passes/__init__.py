@@ -17,12 +17,15 @@ from pimc.passes.map_ops import MapOpsPass
 from pimc.passes.pack_weights import PackWeightsPass
 from pimc.passes.quantize import QuantizePass
 from pimc.passes.tphs import TphsPass
+from pimc.passes.convert_llm_to_pud import ConvertLlmToPudPass, LowerPudPass
+from pimc.passes.pud_layout import PudLayoutPass
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     passes = [CanonicalizePass, CommonSubexpressionElimination, DeadCodeElimination, QuantizePass, MapOpsPass, ConvertLlmToCpuPass]
     passes += [TphsPass, PackWeightsPass, ConvertLlmToFpgaPass]
     passes += [CrossbarTilePass, CimResidencyPass, ConvertLlmToCimPass, LowerCimPass, ConvertLlmToSystolicPass]
+    passes += [PudLayoutPass, ConvertLlmToPudPass, LowerPudPass]
     return {p.name: (lambda p=p: p) for p in passes}
 
 

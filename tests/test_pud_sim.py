@@ -43,7 +43,7 @@ def integer_reference(fields, codes):
 def test_bitplanes_equal_integer_numpy(case):
     fields, codes, p = case
     geo = gemv_geometry(DEVICE, fields.n, fields.k, fields.q, p, fields.qgroup)
-    partial, counts = gemv_bitplanes(codes, fields, geo, DEVICE)
+    partial, counts = gemv_bitplanes(codes, fields, geo, DEVICE.reliable_fraction)
     assert np.array_equal(partial, integer_reference(fields, codes))
     assert len(counts.task_ops) == geo.tasks
     # the dequantized dot product the host finishes with is the integer matmul of codes and weights
@@ -57,7 +57,7 @@ def test_bitplanes_equal_integer_numpy(case):
 def test_emulator_equals_bitplanes_and_counts(case):
     fields, codes, p = case
     geo = gemv_geometry(DEVICE, fields.n, fields.k, fields.q, p, fields.qgroup)
-    partial, counts = gemv_bitplanes(codes, fields, geo, DEVICE)
+    partial, counts = gemv_bitplanes(codes, fields, geo, DEVICE.reliable_fraction)
     emulated = emulate_gemv(codes, fields, geo, DEVICE.reliable_fraction)
     assert np.array_equal(emulated.partial, partial)
     assert emulated.task_ops == counts.task_ops

@@ -99,12 +99,12 @@ class GemvCounts:
         return self.ops * COMMANDS_PER_OP
 
 
-def row_span_bytes(device: PudDevice, width: int) -> int:
+def row_span_bytes(reliable_fraction: float, width: int) -> int:
     """Bytes the host reads to get `width` reliable columns of a row (interleaved with unreliable ones)."""
-    return math.ceil(width / device.reliable_fraction / 8)
+    return math.ceil(width / reliable_fraction / 8)
 
 
-def gemv_counts(device: PudDevice, geo: GemvGeometry, selected: Sequence[Sequence[int]]) -> GemvCounts:
+def gemv_counts(reliable_fraction: float, geo: GemvGeometry, selected: Sequence[Sequence[int]]) -> GemvCounts:
     """Counts for one GeMV; `selected[s][k]` = inputs of segment s (all blocks, in order) with
     activation bit k set (k = p-1: negative inputs, which select the complement rows)."""
     task_ops: list[int] = []
@@ -119,7 +119,7 @@ def gemv_counts(device: PudDevice, geo: GemvGeometry, selected: Sequence[Sequenc
         for width in geo.chunks:
             task_ops.append(block_ops)
             rows_read += block_rows
-            read_bytes += block_rows * row_span_bytes(device, width)
+            read_bytes += block_rows * row_span_bytes(reliable_fraction, width)
             host_ops += HOST_ADD_OPS_PER_BIT * block_rows * width
     return GemvCounts(tuple(task_ops), rows_read, read_bytes, host_ops)
 
@@ -127,7 +127,7 @@ def gemv_counts(device: PudDevice, geo: GemvGeometry, selected: Sequence[Sequenc
 def expected_counts(device: PudDevice, geo: GemvGeometry, density: float | None = None) -> GemvCounts:
     d = device.act_bit_density if density is None else density
     selected = [expected_selected(seg, geo.p, d) for block in geo.blocks for seg in block]
-    return gemv_counts(device, geo, selected)
+    return gemv_counts(device.reliable_fraction, geo, selected)
 
 
 @dataclass(frozen=True)
