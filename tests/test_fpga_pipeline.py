@@ -125,3 +125,11 @@ def test_cli_estimate_with_dataflow(capsys):
          "--dataflow", "gemm", "--set", "fpga.offchip_gbps=1", "--json"], standalone_mode=False)
     report = json.loads(capsys.readouterr().out)
     assert report["target"] == "zcu102-meadow" and report["prefill"]["latency_s"] > 0
+
+
+def test_bundle_round_trip(runs, tmp_path):
+    progs, results = runs
+    progs["tphs"].save(tmp_path / "b")
+    again = pimc.load(tmp_path / "b").run(PROMPT, tokens=4)
+    assert np.array_equal(again.logits, results["tphs"].logits)
+    assert again.report.data["prefill"] == results["tphs"].report.data["prefill"]
