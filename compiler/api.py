@@ -116,7 +116,8 @@ class Program:
     def run(self, prompt: Sequence[int], tokens: int = 16) -> RunResult:
         """Simulate: prefill `prompt`, then decode until `tokens` tokens are generated."""
         recorder = TimelineRecorder()
-        generation = Executor(self.module, self.weights, recorder).generate(list(prompt), tokens)
+        executor = Executor(self.module, self.weights, recorder)
+        generation = executor.generate(list(prompt), tokens)
         events = recorder.events
         run = {
             "prompt_tokens": len(prompt),
@@ -125,7 +126,9 @@ class Program:
             "energy_j": sum(e.energy_j for e in events),
             "offchip_bytes": sum(e.offchip_bytes for e in events),
         }
-        return RunResult(generation.tokens, generation.logits, self._report(events, {"run": run}))
+        simulator = executor.stats()  # e.g. the ADC error of crossbar devices
+        extra = {"run": run, **({"simulator": simulator} if simulator else {})}
+        return RunResult(generation.tokens, generation.logits, self._report(events, extra))
 
     def save(self, path: str | Path) -> Path:
         from pimc.bundle import save_bundle

@@ -45,6 +45,16 @@ class Executor:
             self.interpreter.register_implementations(functions())
         self.reset()
 
+    def stats(self) -> dict:
+        """What the device simulators observed in this interpreter (e.g. ADC error), by dialect;
+        semantics classes offer it as `run_stats(interpreter) -> dict`."""
+        out = {}
+        for functions in INTERPRETER_FUNCTIONS:
+            report = getattr(functions, "run_stats", None)
+            if report is not None:
+                out.update(report(self.interpreter))
+        return out
+
     def reset(self) -> None:
         set_state(self.interpreter, RuntimeState(self.weights))
 

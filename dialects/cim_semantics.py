@@ -230,6 +230,23 @@ def op_config(op: cim.LinearOp) -> CrossbarConfig:
 
 @register_impls
 class CimFunctions(InterpreterFunctions):
+    @staticmethod
+    def run_stats(interpreter: Interpreter) -> dict:
+        """For the run report: weights programmed, crossbar calls, and what the ADCs did."""
+        xbars = crossbar_state(interpreter)
+        if xbars.run is None:
+            return {}
+        adc = xbars.adc
+        return {
+            "cim": {
+                "programmed_weights": xbars.program_events,
+                "executions": xbars.executions,
+                "adc_conversions": adc.conversions,
+                "adc_max_abs_error": adc.max_abs_error,
+                "adc_mean_abs_error": adc.sum_abs_error / adc.conversions if adc.conversions else 0.0,
+            }
+        }
+
     @impl(cim.LinearOp)
     def run_linear(self, interpreter: Interpreter, op: cim.LinearOp, args: tuple) -> tuple:
         x, w, *bias = args

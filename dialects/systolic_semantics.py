@@ -179,6 +179,12 @@ def _integer(quant) -> bool:
 
 @register_impls
 class SystolicFunctions(InterpreterFunctions):
+    @staticmethod
+    def run_stats(interpreter: Interpreter) -> dict:
+        """For the run report: array cycles the functional model spent (attention and integer GEMMs)."""
+        cycles = cycle_counter(interpreter).cycles
+        return {"systolic": {"array_cycles": cycles}} if cycles else {}
+
     @impl(systolic.AttentionOp)
     def run_attention(self, interpreter: Interpreter, op: systolic.AttentionOp, args: tuple) -> tuple:
         q, k, v, pos = args

@@ -146,3 +146,11 @@ def test_passes_run_alone_with_a_target(program):
     assert ops_of(module, cim.LinearOp) and RESIDENCY_ATTR in module.attributes
     with pytest.raises(PimcError, match=r"crossbar-tile: no target"):
         run_passes(parse_module(program.llm_ir), "map{target=pimllm-rram},crossbar-tile")
+
+
+def test_run_report_carries_simulator_stats(program):
+    report = program.run(PROMPT, tokens=3).report.data
+    cim_stats = report["simulator"]["cim"]
+    assert cim_stats["programmed_weights"] == program.module.attributes[RESIDENCY_ATTR].data["xbar"].data["weights"].value.data
+    assert cim_stats["adc_conversions"] > 0 and cim_stats["adc_max_abs_error"] == 0.0
+    assert report["simulator"]["systolic"]["array_cycles"] > 0
