@@ -129,12 +129,14 @@ def main() -> None:
         print(f"| {model} | {tpu.latency_s / pim.latency_s:.1f}x | {PUBLISHED[model]}x | {pim.attention_s / pim.latency_s:.0%} |")
 
     print(f"\n## Weight programming (once, amortised over {AMORTIZE_TOKENS} tokens)\n")
-    print("| model | crossbars | program time | program energy | per token | vs decode energy/token |")
-    print("|---|---|---|---|---|---|")
+    print("| model | crossbars | ADC area | program time | program energy | per token | vs decode energy/token |")
+    print("|---|---|---|---|---|---|---|")
     for model in PUBLISHED:
-        pim = decode_step(model, load_target("pimllm-rram"), 128)
+        target = load_target("pimllm-rram")
+        pim = decode_step(model, target, 128)
         per_token = pim.program_j / AMORTIZE_TOKENS
-        print(f"| {model} | {pim.crossbars:,} | {pim.program_s * 1e3:.2f} ms | {pim.program_j * 1e3:.1f} mJ | "
+        area = target.device("xbar").adc_area_mm2(pim.crossbars)
+        print(f"| {model} | {pim.crossbars:,} | {area:,.0f} mm2 | {pim.program_s * 1e3:.2f} ms | {pim.program_j * 1e3:.1f} mJ | "
               f"{per_token * 1e6:.1f} uJ | {per_token / pim.energy_j:.1%} |")
 
     if not args.quick:

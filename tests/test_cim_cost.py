@@ -98,3 +98,7 @@ def test_program_cost(target):
     # 512 crossbars, 64 at a time: 8 waves x 256 rows x 10 ns; 4096 x 4096 x 2 cells x 3 pJ
     assert cost.latency_s == pytest.approx(8 * 256 * 10e-9, rel=1e-12)
     assert cost.energy_j == pytest.approx(4096 * 4096 * 2 * 3e-12 + 0.05 * 8 * 256 * 10e-9, rel=1e-12)
+
+
+def test_adc_area(target):
+    assert target.device("xbar").adc_area_mm2(1000) == pytest.approx(1000 * 32 * 1200e-6, rel=1e-12)

@@ -85,3 +85,7 @@ class CimDevice(DeviceBase):
     @property
     def adcs_per_crossbar(self) -> int:
         return -(-self.crossbar_cols // self.cols_per_adc)
+
+    def adc_area_mm2(self, crossbars: int) -> float:
+        """Silicon area of the ADCs serving `crossbars` crossbars, mm^2."""
+        return crossbars * self.adcs_per_crossbar * self.adc_area_um2 * 1e-6
