@@ -18,12 +18,14 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from pimc import __version__
+from pimc.errors import PimcError
 from pimc.execute import Executor
 from pimc.frontends import ModelSource, build_module, model_weights, read_model
+from pimc.frontends.kernels import KERNEL_FUNCTION, KernelConfig
 from pimc.passes.pack_weights import pack_weights
 from pimc.passes.tphs import select_dataflow
 from pimc.pipeline import graph_passes, map_and_lower
-from pimc.report import PhaseStats, build_report, device_usage, to_json, to_markdown
+from pimc.report import PhaseStats, build_kernel_report, build_report, device_usage, to_json, to_markdown
 from pimc.targets import Target, load_target
 from pimc.timeline import TimelineRecorder, phase_events
 
@@ -113,6 +115,15 @@ class Program:
         """Static figures: one prefill and one decode step, as scheduled."""
         return self._report(phase_events(self.module, "prefill") + phase_events(self.module, "decode"))
 
+    def kernel_report(self) -> Report:
+        """Static figures of a kernel model (`gemv:MxK`, `gemm:MxKxN`): its one function, as scheduled."""
+        events = phase_events(self.module, KERNEL_FUNCTION)
+        kinds = {d.name: d.kind for d in self.target.devices}
+        return Report(build_kernel_report(
+            model=self.manifest["model"], target=self.target.name, compile_s=self.compile_s,
+            kernel=PhaseStats.of(events), devices=device_usage(events, kinds), schedule=self.manifest["schedule"],
+        ))
+
     def run(self, prompt: Sequence[int], tokens: int = 16) -> RunResult:
         """Simulate: prefill `prompt`, then decode until `tokens` tokens are generated."""
         recorder = TimelineRecorder()
@@ -163,6 +174,8 @@ def compile(
     """Compile `model` for `target`: prefill of `seq_len` tokens and decode with a KV cache of `context`."""
     started = time.perf_counter()
     source, tgt = _prepare(model, target, overrides)
+    if isinstance(source.config, KernelConfig):
+        raise PimcError(f"{source.spec}: a kernel model has no tokens to run; use `pimc estimate` for its cost")
     context = context or _default_context(seq_len)
     module = build_module(source.config, seq_len, context)
     graph_passes(module, wbits, group, abits)
@@ -219,6 +232,8 @@ def estimate(
     }
     program = Program(lowered.module, {}, tgt, manifest)
     program.compile_s = time.perf_counter() - started
+    if isinstance(source.config, KernelConfig):
+        return program.kernel_report()
     return program.report()
 
 

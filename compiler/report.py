@@ -67,6 +67,27 @@ def build_report(
     return report
 
 
+def build_kernel_report(
+    *,
+    model: str,
+    target: str,
+    compile_s: float | None,
+    kernel: PhaseStats,
+    devices: dict[str, dict[str, Any]],
+    schedule: dict[str, Any],
+) -> dict[str, Any]:
+    """The report of a kernel model (`gemv:MxK`, `gemm:MxKxN`): `kernel` instead of prefill/decode."""
+    return {
+        "schema": SCHEMA,
+        "model": model,
+        "target": target,
+        "compile_s": compile_s,
+        "kernel": _stats(kernel),
+        "devices": devices,
+        "schedule": schedule,
+    }
+
+
 def _stats(stats: PhaseStats) -> dict[str, float]:
     return {"latency_s": stats.latency_s, "energy_j": stats.energy_j, "offchip_bytes": stats.offchip_bytes}
 
@@ -84,6 +105,8 @@ def _si(value: float, unit: str) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     """A short human summary (the demo and `pimc run` print this)."""
+    if "kernel" in report and "prefill" not in report:
+        return _kernel_markdown(report)
     p, d = report["prefill"], report["decode"]
     tps = report["tokens_per_s"]
     lines = [
@@ -102,6 +125,24 @@ def to_markdown(report: dict[str, Any]) -> str:
         r = report["run"]
         lines.append(f"| run | {r['generated_tokens']} tokens in {_si(r['latency_s'], 's')}, {_si(r['energy_j'], 'J')} |")
     lines += ["", "| device | kind | busy | energy | ops |", "|---|---|---|---|---|"]
+    for name, u in report["devices"].items():
+        lines.append(f"| {name} | {u['kind']} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | {u['ops']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _kernel_markdown(report: dict[str, Any]) -> str:
+    k = report["kernel"]
+    lines = [
+        f"# pimc report: {report['model']} on {report['target']}",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| kernel | {_si(k['latency_s'], 's')}, {_si(k['energy_j'], 'J')}, {k['offchip_bytes'] / 1e6:.3f} MB off-chip |",
+        f"| schedule | {report['schedule']['solver']} ({report['schedule']['status']}) |",
+        "",
+        "| device | kind | busy | energy | ops |",
+        "|---|---|---|---|---|",
+    ]
     for name, u in report["devices"].items():
         lines.append(f"| {name} | {u['kind']} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | {u['ops']} |")
     return "\n".join(lines) + "\n"

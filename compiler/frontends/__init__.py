@@ -9,7 +9,8 @@ from xdsl.dialects.builtin import ModuleOp
 
 from pimc.errors import ModelError
 from pimc.frontends.hf_config import ModelConfig, load_preset, preset_names, read_config_file
-from pimc.frontends.llm_builder import build_module
+from pimc.frontends.kernels import KernelConfig, build_kernel_module, is_kernel_spec, parse_kernel
+from pimc.frontends.llm_builder import build_module as build_model_module
 from pimc.frontends.weights import WeightStore, checkpoint_files, load_checkpoint, random_weights, weight_shapes
 
 NOT_YET = {".onnx": "ONNX", ".gguf": "GGUF"}
@@ -29,7 +30,9 @@ class ModelSource:
 
 
 def read_model(spec: str) -> ModelSource:
-    """A preset name, a config.json file or a folder holding one."""
+    """A preset name, a config.json file or a folder holding one, or a kernel (`gemv:MxK`, `gemm:MxKxN`)."""
+    if is_kernel_spec(spec):
+        return ModelSource(parse_kernel(spec), spec)
     path = Path(spec)
     if path.suffix.lower() in NOT_YET:
         raise ModelError(f"{spec}: {NOT_YET[path.suffix.lower()]} import is not built yet (use a config.json folder or a preset)")
@@ -39,6 +42,13 @@ def read_model(spec: str) -> ModelSource:
     if ("/" in spec or path.suffix) and spec not in preset_names():  # "opt-6.7b" is a preset, not a suffix
         raise ModelError(f"{spec}: no such file or directory")
     return ModelSource(load_preset(spec), spec)
+
+
+def build_module(config: ModelConfig | KernelConfig, seq_len: int, context: int, *args, **kwargs) -> ModuleOp:
+    """The `llm` module of a model (prefill + decode) or of a kernel (one function `@kernel`)."""
+    if isinstance(config, KernelConfig):
+        return build_kernel_module(config)
+    return build_model_module(config, seq_len, context, *args, **kwargs)
 
 
 def model_weights(source: ModelSource, module: ModuleOp, weights: str = "auto", seed: int = 0) -> WeightStore:
@@ -54,4 +64,4 @@ def model_weights(source: ModelSource, module: ModuleOp, weights: str = "auto", 
     return random_weights(shapes, seed)
 
 
-__all__ = ["ModelConfig", "ModelSource", "build_module", "model_weights", "preset_names", "read_model"]
+__all__ = ["KernelConfig", "ModelConfig", "ModelSource", "build_module", "model_weights", "preset_names", "read_model"]
