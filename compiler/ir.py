@@ -10,7 +10,7 @@ from xdsl.dialects.func import Func
 from xdsl.passes import PassPipeline
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 
 from pimc.dialects.cim import CIM
 from pimc.dialects.cpu import CPU
@@ -65,7 +65,7 @@ def run_passes(module: ModuleOp, spec: str) -> None:
     available = all_passes()
     try:
         pipeline = PassPipeline.parse_spec(available, spec)
-    except Exception as e:  # xDSL reports bad specs and unknown passes with several error types
+    except (Exception, ArgSpecParseError) as e:  # xDSL reports bad specs with several error types (one a BaseException)
         raise PimcError(f"--passes '{spec}': {_first_line(e)} (available: {', '.join(available)})") from None
     ctx = make_context()
     for p in pipeline.passes:

@@ -276,6 +276,8 @@ class GemvOp(ScheduledPudOp):
     weight = operand_def(TensorType)
     result = result_def(TensorType)
     act_bits = prop_def(IntegerAttr[I64])
+    row_ops = prop_def(IntegerAttr[I64])
+    """Row operations the schedule priced for all rows (at the device's assumed activation bit density)."""
     assembly_format = "$codes `,` $weight attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:

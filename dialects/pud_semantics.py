@@ -352,12 +352,24 @@ class PlacedWeight:
 class CommandLog:
     """Commands the simulator executed, per `pud.gemv` call (actual activation bits)."""
 
-    calls: list[tuple[str, int, int]] = field(default_factory=list)
-    """(device, row operations, result rows read) per token row."""
+    calls: list[tuple[str, int, int, int, int]] = field(default_factory=list)
+    """(device, row operations, result rows read, activation bits set, activation bits) per token row."""
+    scheduled_ops: int = 0
+    """Row operations the schedule priced for the same calls."""
 
     @property
     def ops(self) -> int:
         return sum(c[1] for c in self.calls)
+
+    def stats(self) -> dict:
+        bits = sum(c[4] for c in self.calls)
+        return {
+            "gemv_rows": len(self.calls),
+            "row_ops": self.ops,
+            "row_ops_scheduled": self.scheduled_ops,
+            "result_rows_read": sum(c[2] for c in self.calls),
+            "activation_bit_density": sum(c[3] for c in self.calls) / bits if bits else 0.0,
+        }
 
 
 LOG_KEY = "commands"
@@ -409,11 +421,20 @@ class PudFunctions(InterpreterFunctions):
         geo = placed.geometry(op.act_bits.value.data)
         log = command_log(interpreter)
         rows = []
+        p = geo.p
+        log.scheduled_ops += op.row_ops.value.data
         for row in codes:
             partial, counts = gemv_bitplanes(row, placed.fields, geo)
-            log.calls.append((op.device.data, counts.ops, counts.rows_read))
+            set_bits = int(activation_bits(row, p).sum())
+            log.calls.append((op.device.data, counts.ops, counts.rows_read, set_bits, p * row.size))
             rows.append(partial)
         return (np.stack(rows) if rows else np.zeros(tuple(op.result.type.get_shape()), np.int64),)
+
+    @staticmethod
+    def run_stats(interpreter: Interpreter) -> dict:
+        """For the run report: the commands the GeMVs executed from the actual activation bits."""
+        log = command_log(interpreter)
+        return {"pud": log.stats()} if log.calls else {}
 
     @impl(pud.AggregateOp)
     def run_aggregate(self, interpreter: Interpreter, op: pud.AggregateOp, args: tuple) -> tuple:

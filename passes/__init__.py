@@ -19,13 +19,14 @@ from pimc.passes.quantize import QuantizePass
 from pimc.passes.tphs import TphsPass
 from pimc.passes.convert_llm_to_pud import ConvertLlmToPudPass, LowerPudPass
 from pimc.passes.pud_layout import PudLayoutPass
+from pimc.passes.pud_quantize import PudQuantizePass
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     passes = [CanonicalizePass, CommonSubexpressionElimination, DeadCodeElimination, QuantizePass, MapOpsPass, ConvertLlmToCpuPass]
     passes += [TphsPass, PackWeightsPass, ConvertLlmToFpgaPass]
     passes += [CrossbarTilePass, CimResidencyPass, ConvertLlmToCimPass, LowerCimPass, ConvertLlmToSystolicPass]
-    passes += [PudLayoutPass, ConvertLlmToPudPass, LowerPudPass]
+    passes += [PudQuantizePass, PudLayoutPass, ConvertLlmToPudPass, LowerPudPass]
     return {p.name: (lambda p=p: p) for p in passes}
 
 

@@ -86,7 +86,11 @@ class LowerLinear(RewritePattern):
         gemv = pud.GemvOp.create(
             operands=[encode.codes, place.result],
             result_types=[TensorType(i64, [rows, groups, n])],
-            properties={"act_bits": i64_attr(int(op.aquant.code_bits)), **_phase(sched, host, t1, phases.dram)},
+            properties={
+                "act_bits": i64_attr(int(op.aquant.code_bits)),
+                "row_ops": i64_attr(rows * phases.counts.ops),
+                **_phase(sched, host, t1, phases.dram),
+            },
         )
         t2 = t1 + phases.dram.latency_s
         operands = [gemv.result, encode.codes, encode.scales, place.result] + ([op.bias] if op.bias is not None else [])

@@ -95,3 +95,47 @@ def test_capacity_overflow_is_a_clear_error():
     small = FORCE_PUD + ["pud.subarrays_per_bank=1", "pud.columns_per_row=256", "pud.modules=2", "pud.ranks_per_module=1"]
     with pytest.raises(PimcError, match=r"device 'pud': weight '.*' does not fit: bank \(\d, \d+\) has no subarray"):
         pimc.compile("tiny-llama", "ddr4-pud-x4", seq_len=8, context=32, wbits=4, abits=8, overrides=small)
+
+
+def test_run_reports_the_commands_of_the_actual_bits(pud_program):
+    result = pud_program.run(PROMPT, tokens=3)
+    stats = result.report.data["simulator"]["pud"]
+    assert stats["gemv_rows"] == 15 * (8 + 2)  # 15 linears x (8 prompt rows + 2 decode steps)
+    assert stats["row_ops"] > 0 and stats["row_ops_scheduled"] > 0
+    assert 0.3 < stats["activation_bit_density"] < 0.7  # two's-complement codes of a random model
+    assert stats["row_ops"] != stats["row_ops_scheduled"]  # the schedule assumed density 0.5
+
+
+def test_pud_quantize_keeps_low_bit_linears_and_lowers_exactly():
+    from xdsl.context import Context
+
+    from pimc.execute import Executor
+    from pimc.frontends import build_module, model_weights, read_model
+    from pimc.passes.pud_quantize import PudQuantizePass
+    from pimc.passes.quantize import QuantizePass
+    from pimc.pipeline import map_and_lower
+
+    source = read_model("tiny-llama")
+    module = build_module(source.config, 8, 32)
+    QuantizePass(bits=2, group=32, only="q_proj").apply(Context(), module)
+    PudQuantizePass(bits=3, group=64, symmetric=False, abits=6).apply(Context(), module)
+    linears = [op for op in module.walk() if op.name == "llm.linear"]
+    formats = {(op.weight.owner.properties["name"].data.split(".")[-2], op.wquant.format.data, op.wquant.symmetric.data) for op in linears}
+    assert ("q_proj", "int2", 1) in formats and ("down_proj", "int3", 0) in formats
+    assert all(op.aquant.format.data == "int6" for op in linears)
+    weights = model_weights(source, module, "random", 0)
+    want = Executor(module.clone(), weights).generate(PROMPT, 3)
+    lowered = map_and_lower(module, load_target("ddr4-pud-x4", FORCE_PUD))
+    assert sum(isinstance(op, pud.GemvOp) for op in lowered.module.walk()) == 30
+    got = Executor(lowered.module, weights).generate(PROMPT, 3)
+    assert got.tokens == want.tokens
+    np.testing.assert_allclose(got.logits, want.logits, atol=1e-4, rtol=1e-4)
+
+
+def test_pud_quantize_rejects_float_storage():
+    from pimc.passes.pud_quantize import pud_weight_quant
+
+    with pytest.raises(PimcError, match="16-bit weights are not integer codes"):
+        pud_weight_quant(16, 32, True)
+    with pytest.raises(PimcError, match="ternary codes have no zero points"):
+        pud_weight_quant(1.58, 32, False)
