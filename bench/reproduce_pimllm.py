@@ -29,7 +29,8 @@ from pimc.frontends import build_module, read_model
 from pimc.ir import make_context
 from pimc.mapping.from_ir import SCHED_ATTR, annotate, map_module
 from pimc.passes.cim_residency import CimResidencyPass
-from pimc.passes.crossbar_tile import TARGET_ATTR, CrossbarTilePass
+from pimc.passes.crossbar_tile import CrossbarTilePass
+from pimc.passes.module_target import TARGET_ATTR
 from pimc.pipeline import graph_passes
 from pimc.targets import Target, load_target
 from pimc.targets.cim import breakdown as cim_breakdown

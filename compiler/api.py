@@ -181,7 +181,7 @@ def compile(
     graph_passes(module, wbits, group, abits)
     select_dataflow(module, tgt, dataflow)  # attention dataflow on FPGA devices (auto|gemm|tphs)
     store = model_weights(source, module, weights, seed)
-    pack_weights(module, store)  # MEADOW weight packing, for modules prepared for an FPGA
+    pack_weights(module, store, tgt)  # MEADOW weight packing, when the target has an FPGA
     lowered = map_and_lower(module, tgt)
     schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
     manifest = {

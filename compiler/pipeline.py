@@ -18,7 +18,7 @@ from pimc.passes.convert_llm_to_cim import LowerCimPass
 from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
 from pimc.passes.convert_llm_to_pud import LowerPudPass
-from pimc.passes.crossbar_tile import TARGET_ATTR
+from pimc.passes.module_target import forget_target, record_target
 from pimc.targets import Target
 
 LOWERINGS = {"cpu": ConvertLlmToCpuPass, "fpga": ConvertLlmToFpgaPass, "cim": LowerCimPass, "systolic": ConvertLlmToSystolicPass, "dram_pud": LowerPudPass}
@@ -42,12 +42,12 @@ def map_and_lower(module: ModuleOp, target: Target) -> Lowered:
     llm_ir = print_module(module)
     mapped = map_module(module, target)
     annotate(mapped, target)
-    module.attributes[TARGET_ATTR] = StringAttr(target.model_dump_json())  # device numbers for the lowerings
+    record_target(module, target)  # device numbers for the lowerings
     for kind in sorted({d.kind for d in target.devices}):
         if kind not in LOWERINGS:
             raise PimcError(f"target '{target.name}': no lowering for device kind '{kind}' yet")
         LOWERINGS[kind]().apply(make_context(), module)
-    del module.attributes[TARGET_ATTR]
+    forget_target(module)
     leftover = [op.name for op in module.walk() if isinstance(op, llm.LlmOp) and not isinstance(op, llm.WeightOp)]
     if leftover:
         raise PimcError(f"lowering left {len(leftover)} llm ops unlowered (first: {leftover[0]})")

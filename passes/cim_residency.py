@@ -21,7 +21,8 @@ from pimc.dialects.cim import RESIDENCY_ATTR
 from pimc.dialects.llm import f64_attr, i64_attr
 from pimc.dialects.llm_work import op_work
 from pimc.errors import PimcError
-from pimc.passes.crossbar_tile import TILING_ATTR, module_target, placed_on
+from pimc.passes.crossbar_tile import TILING_ATTR
+from pimc.passes.module_target import module_target, placed_on
 from pimc.targets.cim import CimDevice, program_cost, work_tiling
 
 FIRST_ATTR = "cim.first_crossbar"

@@ -26,7 +26,8 @@ from pimc.dialects.sched import sched_properties
 from pimc.errors import PimcError
 from pimc.mapping.from_ir import SCHED_ATTR
 from pimc.passes.cim_residency import FIRST_ATTR, CimResidencyPass
-from pimc.passes.crossbar_tile import TILING_ATTR, CrossbarTilePass, module_target, placed_on
+from pimc.passes.crossbar_tile import TILING_ATTR, CrossbarTilePass
+from pimc.passes.module_target import module_target, placed_on
 from pimc.targets import Target
 from pimc.targets.cim import CimDevice
 

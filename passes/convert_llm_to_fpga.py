@@ -6,8 +6,8 @@
   → `fpga.pv` (the GEMM form), the mapper's placement split over the three by their phase costs;
 - anything else → `fpga.kernel` on the vector unit.
 
-Device numbers come from the target the `tphs` pass recorded on the module (`fpga.target`), or from
-the `target` option.
+Device numbers come from the target the compile pipeline records on the module, or from the `target`
+option when the pass runs alone.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pimc.dialects.llm_work import op_work
 from pimc.dialects.sched import sched_properties
 from pimc.errors import PimcError
 from pimc.mapping.from_ir import SCHED_ATTR
-from pimc.passes.tphs import TARGET_ATTR
+from pimc.passes.module_target import module_target
 from pimc.targets import Target, load_target
 from pimc.targets.fpga.cost import (
     attention_gemm_phases,
@@ -171,23 +171,14 @@ class LowerMappedOp(RewritePattern):
         rewriter.replace(op, [scores, softmax, pv])
 
 
-def module_target(module: ModuleOp, fallback: str) -> Target:
-    recorded = module.attributes.get(TARGET_ATTR)
-    if isinstance(recorded, StringAttr):
-        return Target.model_validate_json(recorded.data)
-    if fallback:
-        return load_target(fallback)
-    raise PimcError("convert-llm-to-fpga: no target recorded on the module; run `tphs` first or give target=NAME")
-
-
 @dataclass(frozen=True)
 class ConvertLlmToFpgaPass(ModulePass):
     name = "convert-llm-to-fpga"
 
     target: str = ""
-    """Target preset or .toml, when the module has no `fpga.target` recorded by the `tphs` pass."""
+    """Target preset or .toml, when the pass runs outside `pimc compile`."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        pattern = LowerMappedOp(module_target(op, self.target))
+        pattern = LowerMappedOp(module_target(op, self.target, self.name))
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern], dce_enabled=False), apply_recursively=False)
         walker.rewrite_module(op)

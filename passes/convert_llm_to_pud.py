@@ -27,7 +27,7 @@ from pimc.dialects.llm import f64_attr, i64_attr, tensor_shape
 from pimc.dialects.llm_work import op_work
 from pimc.errors import PimcError
 from pimc.mapping.from_ir import SCHED_ATTR
-from pimc.passes.crossbar_tile import module_target, placed_on
+from pimc.passes.module_target import module_target, placed_on
 from pimc.passes.pud_layout import LAYOUT_ATTR, PudLayoutPass
 from pimc.targets import Target
 from pimc.targets.cost import Cost

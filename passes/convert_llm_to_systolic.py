@@ -25,7 +25,7 @@ from pimc.dialects import llm, systolic
 from pimc.dialects.llm import i64_attr
 from pimc.dialects.sched import sched_properties
 from pimc.mapping.from_ir import SCHED_ATTR
-from pimc.passes.crossbar_tile import module_target, placed_on
+from pimc.passes.module_target import module_target, placed_on
 from pimc.targets import Target
 from pimc.targets.systolic import SystolicDevice
 

@@ -21,30 +21,11 @@ from pimc.dialects.llm import i64_attr
 from pimc.dialects.llm_work import op_work
 from pimc.errors import PimcError
 from pimc.mapping.from_ir import SCHED_ATTR
-from pimc.targets import Target, load_target
+from pimc.passes.module_target import TARGET_ATTR, module_target, placed_on  # noqa: F401 (re-exported)
+from pimc.targets import Target
 from pimc.targets.cim import CimDevice, work_tiling
 
-TARGET_ATTR = "pimc.target"
-"""Module attribute holding the target (JSON) while the compile pipeline lowers the module."""
 TILING_ATTR = "cim.tiling"
-
-
-def module_target(module: ModuleOp, spec: str, pass_name: str) -> Target:
-    """The target named by a pass option, else the one the pipeline recorded on the module."""
-    if spec:
-        return load_target(spec)
-    attr = module.attributes.get(TARGET_ATTR)
-    if isinstance(attr, StringAttr):
-        return Target.model_validate_json(attr.data)
-    raise PimcError(f"{pass_name}: no target; pass {pass_name}{{target=NAME}} or run it inside `pimc compile`")
-
-
-def placed_on(op, kind: str) -> str | None:
-    """The device name an op is mapped to when that device is of `kind`, else None."""
-    sched = op.attributes.get(SCHED_ATTR)
-    if isinstance(sched, DictionaryAttr) and sched.data["kind"].data == kind:
-        return sched.data["device"].data
-    return None
 
 
 @dataclass(frozen=True)

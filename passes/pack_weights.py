@@ -24,7 +24,7 @@ from pimc.dialects.llm import i64_attr
 from pimc.dialects.llm_semantics import quantize_matrix
 from pimc.dialects.llm_work import HINT_PREFIX, op_work
 from pimc.errors import PimcError
-from pimc.passes.tphs import TARGET_ATTR
+from pimc.targets import Target
 from pimc.targets.fpga.packing import PackedMatrix, pack_matrix
 
 CHUNK = 2
@@ -40,10 +40,16 @@ def packable(op: llm.LinearOp) -> bool:
 
 
 def pack_weights(
-    module: ModuleOp, weights: Mapping[str, np.ndarray], chunk: int = CHUNK, packet: int = PACKET, force: bool = False
+    module: ModuleOp,
+    weights: Mapping[str, np.ndarray],
+    target: Target | None = None,
+    chunk: int = CHUNK,
+    packet: int = PACKET,
+    force: bool = False,
 ) -> dict[str, PackedMatrix]:
-    """Annotate packable linears of `module` (prepared for an FPGA, or any with `force`); return the packings."""
-    if TARGET_ATTR not in module.attributes and not force:
+    """Annotate packable linears of `module` when `target` has an FPGA (or always with `force`);
+    return the packings."""
+    if not force and (target is None or not any(d.kind == "fpga" for d in target.devices)):
         return {}
     packed: dict[tuple[str, str], PackedMatrix] = {}
     for op in module.walk():
@@ -90,4 +96,4 @@ class PackWeightsPass(ModulePass):
             raise PimcError("pack-weights needs weights=FILE.safetensors")
         from safetensors.numpy import load_file
 
-        pack_weights(op, load_file(self.weights), self.chunk, self.packet, force=True)
+        pack_weights(op, load_file(self.weights), chunk=self.chunk, packet=self.packet, force=True)

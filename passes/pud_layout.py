@@ -25,7 +25,7 @@ from pimc.dialects.llm import i64_attr
 from pimc.dialects.llm_work import op_work
 from pimc.dialects.pud import LayoutAttr
 from pimc.errors import PimcError
-from pimc.passes.crossbar_tile import module_target, placed_on
+from pimc.passes.module_target import module_target, placed_on
 from pimc.targets.dram_pud import PudDevice, supports
 from pimc.targets.dram_pud.cost import work_geometry
 from pimc.targets.dram_pud.mechanism import GemvGeometry, task_bank

@@ -7,8 +7,7 @@ the FPGA cost model). TPHS is used only when its intermediates fit the on-chip b
 op keeps the GEMM form and says why in an `fpga.note` attribute (never a schedule that overflows).
 
 The choice is recorded on the op as `fpga.dataflow` and as the cost hint `pimc.hint.tphs` (1 or 0) that
-the FPGA cost model and `convert-llm-to-fpga` read; the resolved target is recorded on the module as
-`fpga.target` for the lowering.
+the FPGA cost model and `convert-llm-to-fpga` read.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from pimc.targets.fpga.cost import fpga_cost, tphs_onchip_bytes
 from xdsl.passes import ModulePass
 
 DATAFLOWS = ("auto", "gemm", "tphs")
-TARGET_ATTR = "fpga.target"
 HINT = HINT_PREFIX + "tphs"
 
 
@@ -44,7 +42,6 @@ def select_dataflow(module: ModuleOp, target: Target, dataflow: str = "auto") ->
         if dataflow == "tphs":
             raise PimcError(f"--dataflow tphs: target '{target.name}' has no FPGA device that offers it")
         return []
-    module.attributes[TARGET_ATTR] = StringAttr(target.model_dump_json())
     device = devices[0]
     memory = target.memory_of(device)
     notes = []

@@ -84,7 +84,7 @@ def test_packed_weights_unpack_exactly_and_cut_weight_traffic():
         for name, w in store.items():  # three levels per row: few distinct int8 chunks
             if name.endswith("proj.weight") or name == "lm_head.weight":
                 store[name] = (rng.integers(-1, 2, w.shape) * 0.02).astype(np.float32)
-        packings = pack_weights(module, store) if pack else {}
+        packings = pack_weights(module, store, target) if pack else {}
         return map_and_lower(module, target), store, packings
 
     (packed, store, packings), (plain, _, _) = lowered(True), lowered(False)
@@ -107,7 +107,7 @@ def test_opt_pipeline_runs_the_passes_by_name():
     source = read_model("tiny-llama")
     module = build_module(source.config, 8, 32)
     run_passes(module, "quantize{bits=8 abits=8},tphs{target=zcu102-meadow dataflow=tphs},"
-                       "map{target=zcu102-meadow},convert-llm-to-fpga")
+                       "map{target=zcu102-meadow},convert-llm-to-fpga{target=zcu102-meadow}")
     assert "fpga.tphs" in op_names(module) and not any(n.startswith("llm.") and n != "llm.weight" for n in op_names(module))
 
 
