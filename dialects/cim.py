@@ -17,19 +17,16 @@ from __future__ import annotations
 from xdsl.dialects.builtin import I64, FloatAttr, IntegerAttr, StringAttr, TensorType
 from xdsl.ir import Dialect
 from xdsl.irdl import (
-    IRDLOperation,
-    ParsePropInAttrDict,
     irdl_op_definition,
     operand_def,
     opt_operand_def,
     prop_def,
     result_def,
-    traits_def,
 )
 from xdsl.utils.exceptions import VerifyException
 
 from pimc.dialects.llm import FLOAT_FORMATS, QuantAttr, tensor_shape
-from pimc.dialects.sched import Scheduled
+from pimc.dialects.sched import ScheduledOp
 
 RESIDENCY_ATTR = "cim.residency"
 """Module attribute: {device: {crossbars_used, crossbars_available, weights, program_latency_s, program_energy_j}}."""
@@ -49,11 +46,10 @@ def magnitude_bits(quant: QuantAttr) -> int:
 
 
 @irdl_op_definition
-class LinearOp(IRDLOperation):
+class LinearOp(ScheduledOp):
     """y = x [..., K] · w [N, K]ᵀ (+ bias) on resident crossbars (see the module docstring)."""
 
     name = "cim.linear"
-    irdl_options = (ParsePropInAttrDict(),)
 
     input = operand_def(TensorType)
     weight = operand_def(TensorType)
@@ -77,14 +73,6 @@ class LinearOp(IRDLOperation):
     noise_sigma = prop_def(FloatAttr)
     noise_seed = prop_def(IntegerAttr[I64])
 
-    device = prop_def(StringAttr)
-    slot = prop_def(IntegerAttr[I64])
-    start_s = prop_def(FloatAttr)
-    latency_s = prop_def(FloatAttr)
-    energy_j = prop_def(FloatAttr)
-    offchip_bytes = prop_def(FloatAttr)
-
-    traits = traits_def(Scheduled())
     assembly_format = "$input `,` $weight (`bias` $bias^)? attr-dict `:` functional-type(operands, results)"
 
     @property

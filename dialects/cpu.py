@@ -8,42 +8,31 @@ the `llm` reference kernels (`cpu_semantics.py`).
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import I64, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, TensorType
+from xdsl.dialects.builtin import DictionaryAttr, StringAttr, TensorType
 from xdsl.ir import Dialect
 from xdsl.irdl import (
-    IRDLOperation,
-    ParsePropInAttrDict,
     irdl_op_definition,
     prop_def,
     result_def,
-    traits_def,
     var_operand_def,
 )
 from xdsl.utils.exceptions import VerifyException
 
 from pimc.dialects.llm_semantics import KERNELS, STATEFUL_OPS
-from pimc.dialects.sched import Scheduled
+from pimc.dialects.sched import ScheduledOp
 
 
 @irdl_op_definition
-class KernelOp(IRDLOperation):
+class KernelOp(ScheduledOp):
     """Run the `llm` operator `kernel` with `params` on `device`, at `start_s` in schedule slot `slot`."""
 
     name = "cpu.kernel"
-    irdl_options = (ParsePropInAttrDict(),)
 
     args = var_operand_def(TensorType)
     result = result_def(TensorType)
     kernel = prop_def(StringAttr)
     params = prop_def(DictionaryAttr)
-    device = prop_def(StringAttr)
-    slot = prop_def(IntegerAttr[I64])
-    start_s = prop_def(FloatAttr)
-    latency_s = prop_def(FloatAttr)
-    energy_j = prop_def(FloatAttr)
-    offchip_bytes = prop_def(FloatAttr)
 
-    traits = traits_def(Scheduled())
     assembly_format = "$kernel `(` $args `)` attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:

@@ -36,7 +36,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from pimc.dialects.llm import QuantAttr, tensor_shape
 from pimc.dialects.llm_semantics import KERNELS, STATEFUL_OPS
-from pimc.dialects.sched import Scheduled
+from pimc.dialects.sched import ScheduledOp
 
 
 def _int(attr: IntegerAttr) -> int:
@@ -45,17 +45,6 @@ def _int(attr: IntegerAttr) -> int:
 
 class FpgaOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
-
-
-class ScheduledOp(FpgaOp):
-    """Placement and cost, as the mapper decided (see `pimc.dialects.sched`)."""
-
-    device = prop_def(StringAttr)
-    slot = prop_def(IntegerAttr[I64])
-    start_s = prop_def(FloatAttr)
-    latency_s = prop_def(FloatAttr)
-    energy_j = prop_def(FloatAttr)
-    offchip_bytes = prop_def(FloatAttr)
 
 
 def _check_buffer(op: IRDLOperation, need: IntegerAttr, capacity: IntegerAttr, what: str) -> None:
@@ -82,7 +71,6 @@ class GemmOp(ScheduledOp):
     cycles = prop_def(IntegerAttr[I64])
     buffer_bytes = prop_def(IntegerAttr[I64])
     onchip_capacity = prop_def(IntegerAttr[I64])
-    traits = traits_def(Scheduled())
     assembly_format = "$input `,` $weight (`bias` $bias^)? attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:
@@ -150,7 +138,6 @@ class TphsOp(_AttentionProps):
     sv_cycles = prop_def(IntegerAttr[I64])
     onchip_need = prop_def(IntegerAttr[I64])
     onchip_capacity = prop_def(IntegerAttr[I64])
-    traits = traits_def(Scheduled())
     assembly_format = "$query `,` $key `,` $value `,` $positions attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:
@@ -170,7 +157,6 @@ class ScoresOp(_AttentionProps):
     positions = operand_def(TensorType)
     result = result_def(TensorType)
     cycles = prop_def(IntegerAttr[I64])
-    traits = traits_def(Scheduled())
     assembly_format = "$query `,` $key `,` $positions attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:
@@ -189,7 +175,6 @@ class SoftmaxOp(ScheduledOp):
     input = operand_def(TensorType)
     result = result_def(TensorType)
     cycles = prop_def(IntegerAttr[I64])
-    traits = traits_def(Scheduled())
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:
@@ -206,7 +191,6 @@ class PvOp(_AttentionProps):
     value = operand_def(TensorType)
     result = result_def(TensorType)
     cycles = prop_def(IntegerAttr[I64])
-    traits = traits_def(Scheduled())
     assembly_format = "$probs `,` $value attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:
@@ -226,7 +210,6 @@ class KernelOp(ScheduledOp):
     kernel = prop_def(StringAttr)
     params = prop_def(DictionaryAttr)
     cycles = prop_def(IntegerAttr[I64])
-    traits = traits_def(Scheduled())
     assembly_format = "$kernel `(` $args `)` attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from xdsl.dialects.builtin import (
     I64,
     DenseArrayBase,
-    FloatAttr,
     IntAttr,
     IntegerAttr,
     StringAttr,
@@ -51,7 +50,7 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from pimc.dialects.llm import FLOAT_FORMATS, QuantAttr, tensor_shape
-from pimc.dialects.sched import Scheduled
+from pimc.dialects.sched import ScheduledOp
 from pimc.targets.dram_pud.mechanism import split_inputs
 
 _INT_FIELDS = ("q", "p", "group", "inputs", "columns", "rows", "max_inputs", "ranks", "banks",
@@ -204,18 +203,10 @@ class PudOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
 
 
-class ScheduledPudOp(PudOp):
-    """Common schedule properties (see `pimc.dialects.sched`)."""
+class ScheduledPudOp(ScheduledOp):
+    """A PUD op on the device, with the host CPU that issues its commands (`host`)."""
 
     host = prop_def(StringAttr)
-    device = prop_def(StringAttr)
-    slot = prop_def(IntegerAttr[I64])
-    start_s = prop_def(FloatAttr)
-    latency_s = prop_def(FloatAttr)
-    energy_j = prop_def(FloatAttr)
-    offchip_bytes = prop_def(FloatAttr)
-
-    traits = traits_def(Scheduled())
 
 
 @irdl_op_definition

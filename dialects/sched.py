@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, StringAttr
+from xdsl.dialects.builtin import I64, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr
 from xdsl.ir import Attribute, Operation
+from xdsl.irdl import IRDLOperation, ParsePropInAttrDict, prop_def, traits_def
 from xdsl.traits import OpTrait
 from xdsl.utils.exceptions import VerifyException
 
@@ -28,6 +29,22 @@ class Scheduled(OpTrait):
         for name in SCHED_FIELDS[1:]:
             if _number(op.properties[name]) < 0:
                 raise VerifyException(f"{op.name} (slot {_number(op.properties['slot'])}): {name} is negative")
+
+
+class ScheduledOp(IRDLOperation):
+    """Base of every device-dialect op that runs on a device: the SCHED_FIELDS properties and the trait.
+
+    Subclasses add their own operands and properties; properties print in the attribute dictionary.
+    """
+
+    irdl_options = (ParsePropInAttrDict(),)
+    device = prop_def(StringAttr)
+    slot = prop_def(IntegerAttr[I64])
+    start_s = prop_def(FloatAttr)
+    latency_s = prop_def(FloatAttr)
+    energy_j = prop_def(FloatAttr)
+    offchip_bytes = prop_def(FloatAttr)
+    traits = traits_def(Scheduled())
 
 
 @dataclass(frozen=True)

@@ -16,38 +16,23 @@ from __future__ import annotations
 from xdsl.dialects.builtin import I64, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, TensorType, UnitAttr
 from xdsl.ir import Dialect
 from xdsl.irdl import (
-    IRDLOperation,
-    ParsePropInAttrDict,
     irdl_op_definition,
     operand_def,
     opt_operand_def,
     opt_prop_def,
     prop_def,
     result_def,
-    traits_def,
     var_operand_def,
 )
 from xdsl.utils.exceptions import VerifyException
 
 from pimc.dialects.llm import QuantAttr, tensor_shape
 from pimc.dialects.llm_semantics import KERNELS, STATEFUL_OPS
-from pimc.dialects.sched import Scheduled
+from pimc.dialects.sched import ScheduledOp
 
 
 def _int(attr: IntegerAttr) -> int:
     return attr.value.data
-
-
-class ScheduledOp(IRDLOperation):
-    """Placement and cost, as the mapper decided (see `pimc.dialects.sched`)."""
-
-    irdl_options = (ParsePropInAttrDict(),)
-    device = prop_def(StringAttr)
-    slot = prop_def(IntegerAttr[I64])
-    start_s = prop_def(FloatAttr)
-    latency_s = prop_def(FloatAttr)
-    energy_j = prop_def(FloatAttr)
-    offchip_bytes = prop_def(FloatAttr)
 
 
 class ArrayOp(ScheduledOp):
@@ -76,7 +61,6 @@ class AttentionOp(ArrayOp):
     scale = prop_def(FloatAttr)
     causal = opt_prop_def(UnitAttr)
     window = opt_prop_def(IntegerAttr[I64])
-    traits = traits_def(Scheduled())
     assembly_format = "$query `,` $key `,` $value `,` $positions attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:
@@ -103,7 +87,6 @@ class GemmOp(ArrayOp):
     result = result_def(TensorType)
     wquant = opt_prop_def(QuantAttr)
     aquant = opt_prop_def(QuantAttr)
-    traits = traits_def(Scheduled())
     assembly_format = "$input `,` $weight (`bias` $bias^)? attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:
@@ -123,7 +106,6 @@ class VectorOp(ScheduledOp):
     result = result_def(TensorType)
     kernel = prop_def(StringAttr)
     params = prop_def(DictionaryAttr)
-    traits = traits_def(Scheduled())
     assembly_format = "$kernel `(` $args `)` attr-dict `:` functional-type(operands, results)"
 
     def verify_(self) -> None:

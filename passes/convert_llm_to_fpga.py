@@ -32,7 +32,7 @@ from pimc.dialects.sched import sched_properties
 from pimc.errors import PimcError
 from pimc.mapping.from_ir import SCHED_ATTR
 from pimc.passes.module_target import module_target
-from pimc.targets import Target, load_target
+from pimc.targets import Target
 from pimc.targets.fpga.cost import (
     attention_gemm_phases,
     gemm_tiles,

@@ -13,16 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import DictionaryAttr, ModuleOp
 from xdsl.passes import ModulePass
 
 from pimc.dialects import llm
 from pimc.dialects.llm import i64_attr
 from pimc.dialects.llm_work import op_work
-from pimc.errors import PimcError
-from pimc.mapping.from_ir import SCHED_ATTR
-from pimc.passes.module_target import TARGET_ATTR, module_target, placed_on  # noqa: F401 (re-exported)
-from pimc.targets import Target
+from pimc.passes.module_target import module_target, placed_on
 from pimc.targets.cim import CimDevice, work_tiling
 
 TILING_ATTR = "cim.tiling"
