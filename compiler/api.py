@@ -22,9 +22,7 @@ from pimc.errors import PimcError
 from pimc.execute import Executor
 from pimc.frontends import ModelSource, build_module, model_weights, read_model
 from pimc.frontends.kernels import KERNEL_FUNCTION, KernelConfig
-from pimc.passes.pack_weights import pack_weights
-from pimc.passes.tphs import select_dataflow
-from pimc.pipeline import graph_passes, map_and_lower
+from pimc.pipeline import graph_passes, map_and_lower, target_passes, weight_passes
 from pimc.report import PhaseStats, build_kernel_report, build_report, device_usage, to_json, to_markdown
 from pimc.targets import Target, load_target
 from pimc.timeline import TimelineRecorder, phase_events
@@ -179,9 +177,9 @@ def compile(
     context = context or _default_context(seq_len)
     module = build_module(source.config, seq_len, context)
     graph_passes(module, wbits, group, abits)
-    select_dataflow(module, tgt, dataflow)  # attention dataflow on FPGA devices (auto|gemm|tphs)
+    target_passes(module, tgt, dataflow)
     store = model_weights(source, module, weights, seed)
-    pack_weights(module, store, tgt)  # MEADOW weight packing, when the target has an FPGA
+    weight_passes(module, store, tgt)
     lowered = map_and_lower(module, tgt)
     schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
     manifest = {
@@ -223,7 +221,7 @@ def estimate(
     context = context or _default_context(seq_len)
     module = build_module(source.config, seq_len, context)
     graph_passes(module, wbits, group, abits)
-    select_dataflow(module, tgt, dataflow)
+    target_passes(module, tgt, dataflow)
     lowered = map_and_lower(module, tgt)
     manifest = {
         "model": source.config.name,

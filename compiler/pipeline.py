@@ -19,6 +19,8 @@ from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
 from pimc.passes.convert_llm_to_pud import LowerPudPass
 from pimc.passes.module_target import forget_target, record_target
+from pimc.passes.pack_weights import pack_weights
+from pimc.passes.tphs import select_dataflow
 from pimc.targets import Target
 
 LOWERINGS = {"cpu": ConvertLlmToCpuPass, "fpga": ConvertLlmToFpgaPass, "cim": LowerCimPass, "systolic": ConvertLlmToSystolicPass, "dram_pud": LowerPudPass}
@@ -35,6 +37,16 @@ class Lowered:
 def graph_passes(module: ModuleOp, wbits: float, group: int, abits: float = 32) -> None:
     QuantizePass(bits=wbits, group=group, abits=abits).apply(make_context(), module)
     verify(module, "after graph passes")
+
+
+def target_passes(module: ModuleOp, target: Target, dataflow: str = "auto") -> None:
+    """Graph decisions that depend on the target's devices (the attention dataflow of an FPGA)."""
+    select_dataflow(module, target, dataflow)
+
+
+def weight_passes(module: ModuleOp, weights, target: Target) -> None:
+    """Passes that need the weight values (MEADOW weight packing, when the target has an FPGA)."""
+    pack_weights(module, weights, target)
 
 
 def map_and_lower(module: ModuleOp, target: Target) -> Lowered:
