@@ -20,8 +20,8 @@ from xdsl.dialects.builtin import ModuleOp
 from pimc import __version__
 from pimc.errors import PimcError
 from pimc.execute import Executor
-from pimc.frontends import ModelSource, build_module, model_weights, read_model
-from pimc.frontends.kernels import KERNEL_FUNCTION, KernelConfig
+from pimc.frontends import ModelSource, read_model
+from pimc.frontends.kernels import KERNEL_FUNCTION
 from pimc.pipeline import graph_passes, map_and_lower, target_passes, weight_passes
 from pimc.report import PhaseStats, build_kernel_report, build_report, device_usage, to_json, to_markdown
 from pimc.targets import Target, load_target
@@ -172,20 +172,20 @@ def compile(
     """Compile `model` for `target`: prefill of `seq_len` tokens and decode with a KV cache of `context`."""
     started = time.perf_counter()
     source, tgt = _prepare(model, target, overrides)
-    if isinstance(source.config, KernelConfig):
+    if source.is_kernel:
         raise PimcError(f"{source.spec}: a kernel model has no tokens to run; use `pimc estimate` for its cost")
     context = context or _default_context(seq_len)
-    module = build_module(source.config, seq_len, context)
+    module = source.build(seq_len, context)
     graph_passes(module, wbits, group, abits)
     target_passes(module, tgt, dataflow)
-    store = model_weights(source, module, weights, seed)
+    store = source.load_weights(module, weights, seed)
     weight_passes(module, store, tgt)
     lowered = map_and_lower(module, tgt)
     schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
     manifest = {
         "schema": "pimc.bundle/1",
         "pimc_version": __version__,
-        "model": source.config.name,
+        "model": source.name,
         "target": tgt.name,
         "options": {
             "seq_len": seq_len,
@@ -219,18 +219,18 @@ def estimate(
     started = time.perf_counter()
     source, tgt = _prepare(model, target, overrides)
     context = context or _default_context(seq_len)
-    module = build_module(source.config, seq_len, context)
+    module = source.build(seq_len, context)
     graph_passes(module, wbits, group, abits)
     target_passes(module, tgt, dataflow)
     lowered = map_and_lower(module, tgt)
     manifest = {
-        "model": source.config.name,
+        "model": source.name,
         "options": {"seq_len": seq_len, "context": context},
         "schedule": _schedule_summary(lowered.mapped),
     }
     program = Program(lowered.module, {}, tgt, manifest)
     program.compile_s = time.perf_counter() - started
-    if isinstance(source.config, KernelConfig):
+    if source.is_kernel:
         return program.kernel_report()
     return program.report()
 

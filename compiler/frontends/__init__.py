@@ -18,15 +18,40 @@ NOT_YET = {".onnx": "ONNX", ".gguf": "GGUF"}
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model's architecture and where its weights may come from."""
+    """A model's architecture and where its weights may come from.
 
-    config: ModelConfig
+    The API reads a model only through `name`, `is_kernel`, `has_checkpoint`, `build` and
+    `load_weights`, so an importer (ONNX, GGUF ...) plugs in by subclassing and overriding those.
+    """
+
+    config: ModelConfig | KernelConfig
     spec: str
     folder: Path | None = None  # folder of config.json, where safetensors files may sit
 
     @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def is_kernel(self) -> bool:
+        return isinstance(self.config, KernelConfig)
+
+    @property
     def has_checkpoint(self) -> bool:
         return self.folder is not None and bool(checkpoint_files(self.folder))
+
+    @property
+    def tokenizer(self):
+        """A tokenizer for `--prompt` text, or None when the model carries none."""
+        return None
+
+    def build(self, seq_len: int, context: int) -> ModuleOp:
+        """The `llm` module: `@prefill` of `seq_len` tokens and `@decode` with a KV cache of `context`."""
+        return build_module(self.config, seq_len, context)
+
+    def load_weights(self, module: ModuleOp, weights: str = "auto", seed: int = 0) -> WeightStore:
+        """Values for every `llm.weight` of `module` (see `model_weights`)."""
+        return model_weights(self, module, weights, seed)
 
 
 def read_model(spec: str) -> ModelSource:
