@@ -17,18 +17,18 @@ M = 128
 GEMM = Work("llm.linear", flops=2 * M * K * N, compute_bits=32,
             weight_bytes=K * N * 4, input_bytes=M * K * 4, output_bytes=M * N * 4)
 
-# preset -> (cores, GHz, fp32 ops/cycle/core, pJ/fp32 op, GB/s, pJ/byte, static W, overhead s)
+# preset -> (cores, GHz, fp32 ops/cycle/core, pJ/fp32 op, peak GB/s, sustained fraction, pJ/byte, static W, overhead s)
 HW = {
-    "cpu-a76": (4, 2.4, 16, 26.0, 17.068, 40.0, 2.5, 5e-6),
-    "cpu-i7-9700k": (8, 3.6, 32, 81.0, 38.4, 160.0, 20.0, 3e-6),
+    "cpu-a76": (4, 2.4, 16, 26.0, 17.068, 1.0, 40.0, 2.5, 5e-6),
+    "cpu-i7-9700k": (8, 3.6, 32, 81.0, 38.4, 0.84, 160.0, 20.0, 3e-6),
 }
 
 
 def expected(preset: str, work: Work, bound: str) -> tuple[float, float]:
-    cores, ghz, ops_cycle, pj_op, gbps, pj_byte, static_w, overhead_s = HW[preset]
+    cores, ghz, ops_cycle, pj_op, gbps, efficiency, pj_byte, static_w, overhead_s = HW[preset]
     total_bytes = work.weight_bytes + work.input_bytes + work.output_bytes
     compute_s = work.flops / (cores * ghz * 1e9 * ops_cycle)
-    memory_s = total_bytes / (gbps * 1e9)
+    memory_s = total_bytes / (gbps * 1e9 * efficiency)
     assert (memory_s > compute_s) == (bound == "memory")
     latency = overhead_s + max(compute_s, memory_s)
     energy = (work.flops * pj_op + total_bytes * pj_byte) * 1e-12 + static_w * latency
@@ -50,6 +50,17 @@ def test_gemv_a76_literal():
     cost = op_cost(load_target("cpu-a76"), "cpu", GEMV)
     assert cost.latency_s == pytest.approx(5e-6 + 67_141_632 / 17.068e9, rel=1e-9)
     assert cost.latency_s == pytest.approx(3.93877e-3, rel=1e-5)
+
+
+def test_gemv_i7_literal():
+    # 67,141,632 B at 38.4 GB/s x 0.84 = 32.256 GB/s sustained: 2.08153 ms; + 3 us overhead
+    cost = op_cost(load_target("cpu-i7-9700k"), "cpu", GEMV)
+    assert cost.latency_s == pytest.approx(2.08453e-3, rel=1e-5)
+
+
+def test_bandwidth_efficiency_must_be_a_fraction():
+    with pytest.raises(TargetError, match=r"bandwidth_efficiency"):
+        load_target("cpu-i7-9700k", ["cpu.bandwidth_efficiency=1.5"])
 
 
 def test_int8_uses_int8_rate_and_energy():

@@ -2,16 +2,17 @@
 
     key       = "int8" if work.compute_bits <= 8 else "fp32"
     compute_s = flops / peak_ops_per_s(compute_bits)        # cores * freq * ops/cycle/core[key]
-    memory_s  = total_bytes / (memory.bandwidth_gb_per_s * 1e9)
+    memory_s  = total_bytes / (memory.bandwidth_gb_per_s * 1e9 * bandwidth_efficiency)
     latency_s = op_overhead_s + max(compute_s, memory_s)
     energy_j  = (flops * energy_pj_per_op[key] + total_bytes * memory.energy_pj_per_byte) * 1e-12
                 + static_power_w * latency_s
     offchip_bytes = total_bytes
 
 Caches are not modelled: every operand byte (weights, inputs, outputs) is counted as traffic to the
-device's memory at its peak bandwidth, once. That is right for decode GEMVs whose weights far exceed
-the caches, pessimistic for small ops whose operands stay cache-resident, and optimistic where real
-kernels reach only part of peak bandwidth or compute. An op with no work still pays op_overhead_s.
+device's memory, once, at the bandwidth the cores sustain (peak x bandwidth_efficiency, a STREAM-like
+measurement of the machine). That is right for decode GEMVs whose weights far exceed the caches,
+pessimistic for small ops whose operands stay cache-resident, and optimistic where a kernel reaches
+less than STREAM or peak compute. An op with no work still pays op_overhead_s.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def cpu_cost(device: CpuDevice, memory: Memory, work: Work) -> Cost:
         raise ValueError(f"negative work for {work.op}: {work}")
     key = width_key(work.compute_bits)
     compute_s = work.flops / device.peak_ops_per_s(work.compute_bits)
-    memory_s = work.total_bytes / (memory.bandwidth_gb_per_s * 1e9)
+    memory_s = work.total_bytes / device.sustained_bytes_per_s(memory.bandwidth_gb_per_s)
     latency_s = device.op_overhead_s + max(compute_s, memory_s)
     dynamic_pj = (
         work.flops * getattr(device.energy_pj_per_op, key)

@@ -23,6 +23,11 @@ class CpuDevice(DeviceBase):
     )
     static_power_w: float = Field(ge=0, description="power drawn while busy regardless of work, W")
     op_overhead_s: float = Field(ge=0, description="fixed dispatch/launch time per kernel, s")
+    bandwidth_efficiency: float = Field(
+        default=1.0, gt=0, le=1,
+        description="fraction of the memory's peak bandwidth that all cores streaming together sustain "
+        "(a STREAM-like measurement); 1.0 = peak",
+    )
 
     @field_validator("simd_ops_per_cycle_per_core")
     @classmethod
@@ -34,3 +39,7 @@ class CpuDevice(DeviceBase):
     def peak_ops_per_s(self, compute_bits: int) -> float:
         """Peak arithmetic rate of all cores for operands of `compute_bits` bits, ops/s."""
         return self.cores * self.freq_ghz * 1e9 * self.simd_ops_per_cycle_per_core.at(compute_bits)
+
+    def sustained_bytes_per_s(self, peak_gb_per_s: float) -> float:
+        """Bandwidth the cores actually draw from a memory of `peak_gb_per_s`, bytes/s."""
+        return peak_gb_per_s * 1e9 * self.bandwidth_efficiency
