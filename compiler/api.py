@@ -22,6 +22,7 @@ from pimc.errors import PimcError
 from pimc.execute import Executor
 from pimc.frontends import ModelSource, read_model
 from pimc.frontends.kernels import KERNEL_FUNCTION
+from pimc.placement import placement_table
 from pimc.pipeline import graph_passes, map_and_lower, target_passes, weight_passes
 from pimc.report import PhaseStats, build_kernel_report, build_report, device_usage, to_json, to_markdown
 from pimc.targets import Target, load_target
@@ -105,6 +106,7 @@ class Program:
                 decode=decode,
                 devices=device_usage(events, kinds),
                 schedule=self.manifest["schedule"],
+                placement=self.manifest.get("placement"),
                 extra=extra,
             )
         )
@@ -120,6 +122,7 @@ class Program:
         return Report(build_kernel_report(
             model=self.manifest["model"], target=self.target.name, compile_s=self.compile_s,
             kernel=PhaseStats.of(events), devices=device_usage(events, kinds), schedule=self.manifest["schedule"],
+            placement=self.manifest.get("placement"),
         ))
 
     def run(self, prompt: Sequence[int], tokens: int = 16) -> RunResult:
@@ -199,6 +202,7 @@ def compile(
             "dataflow": dataflow,
         },
         "schedule": _schedule_summary(lowered.mapped),
+        "placement": placement_table(lowered.mapped),
     }
     return Program(lowered.module, store, tgt, manifest, lowered.llm_ir, schedules, time.perf_counter() - started)
 
@@ -227,6 +231,7 @@ def estimate(
         "model": source.name,
         "options": {"seq_len": seq_len, "context": context},
         "schedule": _schedule_summary(lowered.mapped),
+        "placement": placement_table(lowered.mapped),
     }
     program = Program(lowered.module, {}, tgt, manifest)
     program.compile_s = time.perf_counter() - started

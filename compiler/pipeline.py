@@ -14,6 +14,7 @@ from pimc.errors import PimcError
 from pimc.ir import make_context, print_module, verify
 from pimc.mapping.from_ir import MappedFunction, annotate, map_module
 from pimc.passes import ConvertLlmToCpuPass, QuantizePass
+from pimc.passes.cim_select import select_resident_weights
 from pimc.passes.convert_llm_to_cim import LowerCimPass
 from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
@@ -40,8 +41,10 @@ def graph_passes(module: ModuleOp, wbits: float, group: int, abits: float = 32) 
 
 
 def target_passes(module: ModuleOp, target: Target, dataflow: str = "auto") -> None:
-    """Graph decisions that depend on the target's devices (the attention dataflow of an FPGA)."""
+    """Graph decisions that depend on the target's devices: the attention dataflow of an FPGA, the
+    weights crossbars keep resident (the rest are not offered to them)."""
     select_dataflow(module, target, dataflow)
+    select_resident_weights(module, target)
 
 
 def weight_passes(module: ModuleOp, weights, target: Target) -> None:

@@ -48,6 +48,7 @@ def build_report(
     decode: PhaseStats,
     devices: dict[str, dict[str, Any]],
     schedule: dict[str, Any],
+    placement: dict[str, list[dict[str, Any]]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     report = {
@@ -63,6 +64,8 @@ def build_report(
         "devices": devices,
         "schedule": schedule,
     }
+    if placement is not None:
+        report["placement"] = placement
     report.update(extra or {})
     return report
 
@@ -75,9 +78,10 @@ def build_kernel_report(
     kernel: PhaseStats,
     devices: dict[str, dict[str, Any]],
     schedule: dict[str, Any],
+    placement: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The report of a kernel model (`gemv:MxK`, `gemm:MxKxN`): `kernel` instead of prefill/decode."""
-    return {
+    report = {
         "schema": SCHEMA,
         "model": model,
         "target": target,
@@ -86,6 +90,9 @@ def build_kernel_report(
         "devices": devices,
         "schedule": schedule,
     }
+    if placement is not None:
+        report["placement"] = placement
+    return report
 
 
 def _stats(stats: PhaseStats) -> dict[str, float]:
@@ -127,7 +134,45 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| device | kind | busy | energy | ops |", "|---|---|---|---|---|"]
     for name, u in report["devices"].items():
         lines.append(f"| {name} | {u['kind']} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | {u['ops']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _placement_markdown(report)) + "\n"
+
+
+def placement_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of one function grouped by (op kind, device): count, summed cost, the mean latency the
+    same ops would have had on each other capable device, and the most common reason."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        g = groups.setdefault((r["kind"], r["device"]), {
+            "kind": r["kind"], "device": r["device"], "ops": 0, "latency_s": 0.0, "energy_j": 0.0,
+            "offchip_bytes": 0.0, "elsewhere_s": {}, "why": {},
+        })
+        g["ops"] += 1
+        for key in ("latency_s", "energy_j", "offchip_bytes"):
+            g[key] += r[key]
+        for d, c in r["candidates"].items():
+            if d != r["device"]:
+                g["elsewhere_s"][d] = g["elsewhere_s"].get(d, 0.0) + c["latency_s"]
+        for reason in [r["why"], *(f"not on {d}: {why}" for d, why in r.get("ruled_out", {}).items())]:
+            g["why"][reason] = g["why"].get(reason, 0) + 1
+    return [groups[k] for k in sorted(groups)]
+
+
+def _placement_markdown(report: dict[str, Any]) -> list[str]:
+    placement = report.get("placement")
+    if not placement:
+        return []
+    lines = ["", "## Placement: which ops went where and why", ""]
+    for function, rows in placement.items():
+        lines += [f"### {function} ({len(rows)} ops)", "",
+                  "| op | device | ops | time | energy | off-chip | same ops elsewhere | why |", "|---|---|---|---|---|---|---|---|"]
+        for g in placement_groups(rows):
+            elsewhere = ", ".join(f"{d} {_si(t, 's')}" for d, t in sorted(g["elsewhere_s"].items())) or "-"
+            why = "; ".join(f"{reason} (x{n})" if n < g["ops"] else reason
+                            for reason, n in sorted(g["why"].items(), key=lambda kv: (-kv[1], kv[0])))
+            lines.append(f"| {g['kind']} | {g['device']} | {g['ops']} | {_si(g['latency_s'], 's')} | "
+                         f"{_si(g['energy_j'], 'J')} | {g['offchip_bytes'] / 1e6:.3f} MB | {elsewhere} | {why} |")
+        lines.append("")
+    return lines[:-1]
 
 
 def _kernel_markdown(report: dict[str, Any]) -> str:
@@ -145,4 +190,4 @@ def _kernel_markdown(report: dict[str, Any]) -> str:
     ]
     for name, u in report["devices"].items():
         lines.append(f"| {name} | {u['kind']} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | {u['ops']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _placement_markdown(report)) + "\n"

@@ -8,6 +8,7 @@ from xdsl.transforms.common_subexpression_elimination import CommonSubexpression
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
 
 from pimc.passes.cim_residency import CimResidencyPass
+from pimc.passes.cim_select import CimSelectPass
 from pimc.passes.convert_llm_to_cim import ConvertLlmToCimPass, LowerCimPass
 from pimc.passes.convert_llm_to_cpu import ConvertLlmToCpuPass
 from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
@@ -25,7 +26,7 @@ from pimc.passes.pud_quantize import PudQuantizePass
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     passes = [CanonicalizePass, CommonSubexpressionElimination, DeadCodeElimination, QuantizePass, MapOpsPass, ConvertLlmToCpuPass]
     passes += [TphsPass, PackWeightsPass, ConvertLlmToFpgaPass]
-    passes += [CrossbarTilePass, CimResidencyPass, ConvertLlmToCimPass, LowerCimPass, ConvertLlmToSystolicPass]
+    passes += [CrossbarTilePass, CimSelectPass, CimResidencyPass, ConvertLlmToCimPass, LowerCimPass, ConvertLlmToSystolicPass]
     passes += [PudQuantizePass, PudLayoutPass, ConvertLlmToPudPass, LowerPudPass]
     return {p.name: (lambda p=p: p) for p in passes}
 

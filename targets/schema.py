@@ -92,6 +92,21 @@ class Target(StrictModel):
         raise TargetError(f"target {self.name!r} has no memory {name!r} "
                           f"(memories: {', '.join(m.name for m in self.memories)})")
 
+    def restricted_to(self, devices: list[str], name: str | None = None) -> Target:
+        """The same machine with only `devices` (same numbers), the memories they use and the links
+        between what is left: e.g. one device of a heterogeneous target, alone."""
+        kept = [self.device(d) for d in devices]
+        memories = [m for m in self.memories if any(d.memory == m.name for d in kept)]
+        ends = {d.name for d in kept} | {m.name for m in memories}
+        links = [link for link in self.links if set(link.endpoints) <= ends]
+        return Target.model_validate({
+            **self.model_dump(exclude={"devices", "memories", "links"}),
+            "name": name or f"{self.name}[{'+'.join(devices)}]",
+            "devices": [d.model_dump() for d in kept],
+            "memories": [m.model_dump() for m in memories],
+            "links": [link.model_dump() for link in links],
+        })
+
     def memory_of(self, device: str | DeviceBase) -> Memory:
         """The memory a device (or device name) computes from."""
         d = self.device(device) if isinstance(device, str) else device

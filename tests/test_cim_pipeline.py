@@ -12,7 +12,7 @@ from pimc.dialects.cim_semantics import CrossbarConfig, crossbar_mvm, crossbar_s
 from pimc.errors import PimcError
 from pimc.execute import Executor
 from pimc.ir import parse_module, print_module, run_passes
-from pimc.targets import load_target
+from pimc.targets import Target, load_target
 from pimc.targets.cim import tile_linear
 
 PROMPT = [1, 2, 3, 4, 5, 6, 7, 8]
@@ -73,13 +73,30 @@ def test_residency_allocation_is_disjoint_and_shared_by_functions(program):
     assert residency["program_energy_j"].value.data > 0 and residency["program_latency_s"].value.data > 0
 
 
+def test_weights_that_do_not_fit_go_to_the_array_with_the_reason():
+    program = pimc.compile("tiny-llama", "pimllm-rram", seq_len=4, context=8, wbits=1.58, abits=8, overrides=["xbar.tiles=1"])
+    rows = [r for rows in program.manifest["placement"].values() for r in rows if r["kind"] == "llm.linear"]
+    on_array = [r for r in rows if r["device"] == "sa"]
+    assert on_array and all("crossbars full" in r["ruled_out"]["xbar"] for r in on_array)
+    residency = program.module.attributes[RESIDENCY_ATTR].data["xbar"].data
+    assert residency["crossbars_used"].value.data <= 16
+
+
+def _crossbars_only_for_linears(tiles: int, crossbar_rows: int = 256, per_tile: int = 16) -> Target:
+    """pimllm-rram's crossbars beside an FPGA whose 4-bit PEs cannot run its 8-bit-input linears."""
+    raw = load_target("pimllm-rram").model_dump(mode="json", exclude_none=True)
+    xbar = {**raw["devices"][0], "tiles": tiles, "crossbar_rows": crossbar_rows, "crossbars_per_tile": per_tile}
+    fpga = load_target("zcu102-meadow").model_dump(mode="json", exclude_none=True)["devices"][0]
+    fpga.update(memory="lpddr", operand_bits=4, activation_bits=4)
+    return Target.model_validate({**raw, "devices": [xbar, fpga]})
+
+
 def test_capacity_error_names_needed_and_available():
     with pytest.raises(PimcError, match=r"cim device 'xbar': the resident weights need 118 crossbars, it has 16 "
                                         r"\(1 tiles x 16\); weight-scale groups of 32 use only 32 of the 256 crossbar rows"):
-        pimc.compile("tiny-llama", "pimllm-rram", seq_len=4, context=8, wbits=1.58, abits=8, overrides=["xbar.tiles=1"])
+        pimc.compile("tiny-llama", _crossbars_only_for_linears(1), seq_len=4, context=8, wbits=1.58, abits=8)
     with pytest.raises(PimcError, match=r"need \d+ crossbars, it has 4 \(1 tiles x 4\)$"):  # 128-wide groups fill 128 rows
-        pimc.compile("tiny-llama", "pimllm-rram", seq_len=4, context=8, wbits=1.58, abits=8, group=128,
-                     overrides=["xbar.tiles=1", "xbar.crossbars_per_tile=4", "xbar.crossbar_rows=128"])
+        pimc.compile("tiny-llama", _crossbars_only_for_linears(1, 128, 4), seq_len=4, context=8, wbits=1.58, abits=8, group=128)
 
 
 def test_golden_lowered_program(program, golden):

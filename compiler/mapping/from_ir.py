@@ -25,6 +25,8 @@ from pimc.errors import PimcError
 from pimc.targets import Target, can_run, op_cost
 
 SCHED_ATTR = "pimc.sched"
+EXCLUDE_ATTR = "pimc.not_on"
+"""{device: reason} of the devices a target pass ruled out for an op (e.g. crossbars too full)."""
 OFFCHIP_KINDS = ("dram", "lpddr", "hbm")
 
 
@@ -89,7 +91,8 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         nodes.append(node)
         ir_ops[node.name] = op
         work = op_work(op)
-        capable = [d for d in devices if can_run(target, d, work)]
+        excluded = excluded_devices(op)
+        capable = [d for d in devices if d not in excluded and can_run(target, d, work)]
         if not capable:
             raise PimcError(f"target '{target.name}': no device can run {op.name} (devices: {', '.join(devices)})")
         for device in capable:
@@ -105,6 +108,20 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         offchip_memories=frozenset(m.name for m in target.memories if m.kind in OFFCHIP_KINDS),
     )
     return problem, ir_ops
+
+
+def excluded_devices(op: Operation) -> dict[str, str]:
+    """{device: reason} of the devices ruled out for `op` (its `pimc.not_on` attribute)."""
+    attr = op.attributes.get(EXCLUDE_ATTR)
+    if not isinstance(attr, DictionaryAttr):
+        return {}
+    return {name: reason.data for name, reason in attr.data.items() if isinstance(reason, StringAttr)}
+
+
+def exclude_device(op: Operation, device: str, reason: str) -> None:
+    """Rule `device` out for `op`, saying why (the report shows the reason)."""
+    excluded = {**excluded_devices(op), device: reason}
+    op.attributes[EXCLUDE_ATTR] = DictionaryAttr({name: StringAttr(excluded[name]) for name in sorted(excluded)})
 
 
 def _links(target: Target) -> dict[tuple[str, str], LinkCost]:
