@@ -82,6 +82,8 @@ class Program:
     schedules: dict[str, Any] = field(default_factory=dict)
     compile_s: float | None = None
     """Wall time of the compile that made this program (None when loaded from a bundle)."""
+    tokenizer: Any = None
+    """The model's `tokenizers.Tokenizer` for text prompts, or None."""
 
     @property
     def seq_len(self) -> int:
@@ -142,6 +144,19 @@ class Program:
         extra = {"run": run, **({"simulator": simulator} if simulator else {})}
         return RunResult(generation.tokens, generation.logits, self._report(events, extra))
 
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` (the model's tokenizer; an error when it has none)."""
+        return self._require_tokenizer().encode(text).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._require_tokenizer().decode(list(ids))
+
+    def _require_tokenizer(self):
+        if self.tokenizer is None:
+            note = self.manifest.get("tokenizer_note")
+            raise PimcError(f"model '{self.manifest['model']}' has no tokenizer{f' ({note})' if note else ''}; give token ids instead")
+        return self.tokenizer
+
     def save(self, path: str | Path) -> Path:
         from pimc.bundle import save_bundle
 
@@ -183,6 +198,7 @@ def compile(
     target_passes(module, tgt, dataflow)
     store = source.load_weights(module, weights, seed)
     weight_passes(module, store, tgt)
+    tokenizer, tokenizer_note = _tokenizer(source)
     lowered = map_and_lower(module, tgt)
     schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
     manifest = {
@@ -204,7 +220,17 @@ def compile(
         "schedule": _schedule_summary(lowered.mapped),
         "placement": placement_table(lowered.mapped),
     }
-    return Program(lowered.module, store, tgt, manifest, lowered.llm_ir, schedules, time.perf_counter() - started)
+    if tokenizer_note:
+        manifest["tokenizer_note"] = tokenizer_note
+    return Program(lowered.module, store, tgt, manifest, lowered.llm_ir, schedules, time.perf_counter() - started, tokenizer)
+
+
+def _tokenizer(source: ModelSource):
+    """The source's tokenizer and, when it has one that pimc cannot build, why (the compile goes on)."""
+    try:
+        return source.tokenizer, None
+    except PimcError as e:
+        return None, str(e)
 
 
 def estimate(

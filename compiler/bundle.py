@@ -2,7 +2,8 @@
 
     program.mlir        the lowered module (device dialects), the program the simulator runs
     llm.mlir            the graph-level `llm` module it was lowered from (for inspection and diffs)
-    weights.safetensors the weight store
+    weights.safetensors the weight store (weights imported from a GGUF keep their ggml blocks)
+    tokenizer.json      the model's tokenizer, when it has one
     target.toml         the resolved target (overrides applied)
     schedule.json       the checked schedule of each function
     manifest.json       model, target, pimc version, options, schedule summary, sha256 of each file
@@ -17,13 +18,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from pimc.errors import BundleError, PimcError
+from pimc.frontends.ggml_weights import from_safetensors, to_safetensors
 from pimc.ir import parse_module, print_module
 from pimc.targets import load_target, target_to_toml
 
 FILES = ("program.mlir", "llm.mlir", "weights.safetensors", "target.toml", "schedule.json")
+OPTIONAL_FILES = ("tokenizer.json",)
 
 
 def _sha256(path: Path) -> str:
@@ -38,11 +42,15 @@ def save_bundle(program, path: Path) -> Path:
     try:
         (staging / "program.mlir").write_text(print_module(program.module))
         (staging / "llm.mlir").write_text(program.llm_ir)
-        save_file({k: program.weights[k] for k in sorted(program.weights)}, str(staging / "weights.safetensors"))
+        tensors, metadata = to_safetensors(program.weights)
+        save_file(tensors, str(staging / "weights.safetensors"), metadata=metadata)
+        if program.tokenizer is not None:
+            (staging / "tokenizer.json").write_text(program.tokenizer.to_str())
         (staging / "target.toml").write_text(target_to_toml(program.target))
         (staging / "schedule.json").write_text(json.dumps(program.schedules, indent=2) + "\n")
         manifest = dict(program.manifest)
-        manifest["files"] = {name: _sha256(staging / name) for name in FILES}
+        present = [*FILES, *(name for name in OPTIONAL_FILES if (staging / name).is_file())]
+        manifest["files"] = {name: _sha256(staging / name) for name in present}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         _swap_into_place(staging, path)
     except BaseException:
@@ -74,7 +82,9 @@ def load_bundle(path: Path):
         hashes = manifest["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise BundleError(f"{manifest_file}: malformed manifest ({e})") from None
-    for name in FILES:
+    if not isinstance(hashes, dict):
+        raise BundleError(f"{manifest_file}: malformed manifest ('files' is not an object)")
+    for name in [*FILES, *(n for n in OPTIONAL_FILES if n in hashes)]:
         file = path / name
         if not file.is_file():
             raise BundleError(f"{path}: missing {name}")
@@ -82,6 +92,23 @@ def load_bundle(path: Path):
             raise BundleError(f"{file}: contents do not match the manifest's sha256 (modified or corrupt)")
     module = parse_module((path / "program.mlir").read_text(), str(path / "program.mlir"))
     target = load_target(path / "target.toml")
-    weights = load_file(str(path / "weights.safetensors"))
+    weights = _load_weights(path / "weights.safetensors")
     schedules = json.loads((path / "schedule.json").read_text())
-    return Program(module, weights, target, manifest, (path / "llm.mlir").read_text(), schedules)
+    tokenizer = _load_tokenizer(path / "tokenizer.json") if "tokenizer.json" in hashes else None
+    return Program(module, weights, target, manifest, (path / "llm.mlir").read_text(), schedules, tokenizer=tokenizer)
+
+
+def _load_weights(file: Path):
+    with safe_open(str(file), framework="numpy") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata()
+    return from_safetensors(tensors, metadata)
+
+
+def _load_tokenizer(file: Path):
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(file))
+    except Exception as e:  # tokenizers raises its own exception type
+        raise BundleError(f"{file}: cannot read tokenizer ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None

@@ -53,7 +53,7 @@ def _emit_report(report: pimc.Report, as_json: bool) -> None:
 
 @app.command()
 def compile(
-    model: Annotated[str, typer.Argument(help="Preset name (tiny-llama, llama2-7b, opt-125m ...) or config.json folder.")],
+    model: Annotated[str, typer.Argument(help="Preset name (tiny-llama, llama2-7b, opt-125m ...), config.json folder or .gguf file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Bundle directory to write.")],
     target: TargetOpt = "cpu-a76",
     seq_len: SeqOpt = 8,
@@ -68,6 +68,8 @@ def compile(
     as_json: JsonOpt = False,
 ) -> None:
     """Compile MODEL for a target into a program bundle."""
+    if model.lower().endswith(".gguf") and wbits != 32:
+        typer.echo(f"pimc: note: --wbits {wbits:g} re-quantizes the GGUF's dequantized weights (its own encodings are dropped)", err=True)
     program = pimc.compile(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group,
         overrides=overrides or (), weights=weights, seed=seed, dataflow=dataflow,
@@ -112,18 +114,21 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Simulate a bundle: prefill the prompt, then decode."""
-    if prompt is not None:
-        raise PimcError("--prompt needs a tokenizer; this bundle's model has none yet (use --input-ids)")
-    if input_ids is None:
-        raise PimcError("give the prompt as --input-ids 1,2,3")
+    if (prompt is None) == (input_ids is None):
+        raise PimcError("give the prompt as --prompt TEXT or --input-ids 1,2,3 (one of them)")
     program = pimc.load(bundle)
-    result = program.run(_parse_ids(input_ids), tokens)
+    ids = program.encode(prompt) if prompt is not None else _parse_ids(input_ids)
+    result = program.run(ids, tokens)
+    text = program.decode(result.tokens) if program.tokenizer is not None else None
     if save_logits is not None:
         _save_npy(save_logits, result.logits)
     if as_json:
-        typer.echo(json.dumps({"tokens": result.tokens, "report": result.report.data}, indent=2))
+        out = {"tokens": result.tokens, **({"text": text} if text is not None else {}), "report": result.report.data}
+        typer.echo(json.dumps(out, indent=2))
     else:
         typer.echo(f"tokens: {' '.join(map(str, result.tokens))}")
+        if text is not None:
+            typer.echo(f"text: {text}")
         _emit_report(result.report, False)
 
 

@@ -25,7 +25,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
-from pimc.dialects.llm import FLOAT_FORMATS, QuantAttr, tensor_shape
+from pimc.dialects.llm import QuantAttr, tensor_shape
 from pimc.dialects.sched import ScheduledOp
 
 RESIDENCY_ATTR = "cim.residency"
@@ -100,7 +100,7 @@ class LinearOp(ScheduledOp):
         if self.bias is not None and tensor_shape(self.bias) != (n,):
             fail(f"bias shape {list(tensor_shape(self.bias))} must be [{n}]")
         wfmt, afmt = self.wquant.format.data, self.aquant.format.data
-        if wfmt in FLOAT_FORMATS:
+        if not self.wquant.integer_codes:
             fail(f"weights must be integer codes to sit in crossbar cells, got {wfmt}")
         if not afmt.startswith("int") or self.aquant.scale.data == "per_group" or not self.aquant.symmetric.data:
             fail(f"inputs must be symmetric integer codes with one scale per row or tensor, got {self.aquant}")

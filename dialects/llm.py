@@ -47,8 +47,37 @@ from xdsl.utils.exceptions import VerifyException
 
 # --------------------------------------------------------------------------- attributes
 
-QUANT_FORMATS = {f"int{b}": float(b) for b in range(2, 9)} | {"binary": 1.0, "ternary": 1.6, "f16": 16.0, "bf16": 16.0}
-"""Weight code formats and their storage bits per weight (ternary packs 5 trits per byte)."""
+GGML_FORMATS: dict[str, tuple[float, int, int]] = {
+    "q4_0": (4.0, 32, 18),
+    "q4_1": (4.0, 32, 20),
+    "q5_0": (5.0, 32, 22),
+    "q5_1": (5.0, 32, 24),
+    "q8_0": (8.0, 32, 34),
+    "q2_k": (2.0, 256, 84),
+    "q3_k": (3.0, 256, 110),
+    "q4_k": (4.0, 256, 144),
+    "q5_k": (5.0, 256, 176),
+    "q6_k": (6.0, 256, 210),
+    "iq4_nl": (4.0, 32, 18),
+    "iq4_xs": (4.0, 256, 136),
+    "mxfp4": (4.0, 32, 17),
+    "tq1_0": (1.6, 256, 54),
+    "tq2_0": (2.0, 256, 66),
+}
+"""llama.cpp's block formats (ggml-common.h): code bits per weight, weights per block, bytes per block.
+
+A block holds its codes and its own scales (and mins, sub-block scales), so a weight stored this way
+takes exactly `bytes per block` for every `weights per block`: Q4_1 is 4-bit codes plus an f16 scale
+and an f16 min per 32 weights, 20 bytes, 5.0 bits per weight. Their values are what gguf's dequantize
+makes of the blocks; the weight store holds those values, so the reference computes with them as they
+are (the format is not re-rounded) and the cost models see the stored bytes."""
+
+QUANT_FORMATS = (
+    {f"int{b}": float(b) for b in range(2, 9)}
+    | {"binary": 1.0, "ternary": 1.6, "f16": 16.0, "bf16": 16.0}
+    | {name: bits for name, (bits, _, _) in GGML_FORMATS.items()}
+)
+"""Weight code formats and their code bits per weight (ternary packs 5 trits per byte)."""
 
 FLOAT_FORMATS = ("f16", "bf16")
 """Formats that store each weight as a narrower float: no scales."""
@@ -88,6 +117,17 @@ class QuantAttr(ParametrizedAttribute):
         return QUANT_FORMATS[self.format.data]
 
     @property
+    def integer_codes(self) -> bool:
+        """Whether the weight is integer codes times per-group scales that devices compute with
+        (`quantize_matrix`); f16/bf16 and ggml block formats are not."""
+        return self.format.data not in FLOAT_FORMATS and self.format.data not in GGML_FORMATS
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits per weight including scales, for a row of `group` weights (ggml: exact)."""
+        return self.storage_bytes((1, self.group.data)) * 8 / self.group.data
+
+    @property
     def levels(self) -> tuple[int, int]:
         """Smallest and largest integer code."""
         fmt = self.format.data
@@ -103,6 +143,9 @@ class QuantAttr(ParametrizedAttribute):
     def storage_bytes(self, shape: Sequence[int]) -> float:
         """Bytes of codes plus scales (and zero points when asymmetric) for a [N, K] weight."""
         numel = math.prod(shape)
+        if self.format.data in GGML_FORMATS:  # whole blocks, scales inside
+            _, block, block_bytes = GGML_FORMATS[self.format.data]
+            return math.prod(shape[:-1]) * math.ceil(shape[-1] / block) * block_bytes
         groups = self.scale_count(shape)
         per_scale = self.scale_bits.data / 8 * (1 if self.symmetric.data else 2)
         return numel * self.code_bits / 8 + groups * per_scale
@@ -127,6 +170,9 @@ class QuantAttr(ParametrizedAttribute):
             raise VerifyException(f"#llm.quant: unknown scale layout '{self.scale.data}' (expected {SCALE_LAYOUTS})")
         if self.group.data <= 0:
             raise VerifyException(f"#llm.quant: group must be positive, got {self.group.data}")
+        if self.format.data in GGML_FORMATS and self.group.data != GGML_FORMATS[self.format.data][1]:
+            block = GGML_FORMATS[self.format.data][1]
+            raise VerifyException(f"#llm.quant: {self.format.data} blocks hold {block} weights, got group = {self.group.data}")
         if self.symmetric.data not in (0, 1):
             raise VerifyException(f"#llm.quant: symmetric must be 0 or 1, got {self.symmetric.data}")
         if self.scale_bits.data not in (8, 16, 32):
@@ -320,6 +366,8 @@ class LinearOp(LlmOp):
             _fail(self, f"input inner dimension {xs[-1:] or '?'} does not match weight [N={n}, K={k}]")
         if self.bias is not None and tensor_shape(self.bias) != (n,):
             _fail(self, f"bias shape {list(tensor_shape(self.bias))} must be [{n}]")
+        if self.wquant is not None and self.wquant.format.data in GGML_FORMATS and k % self.wquant.group.data:
+            _fail(self, f"K={k} is not a multiple of the {self.wquant.format.data} block of {self.wquant.group.data} weights")
         _require_result(self, (*xs[:-1], n))
 
 

@@ -100,7 +100,9 @@ class QuantizedMatrix:
 
 
 def quantize_matrix(matrix: np.ndarray, quant: llm.QuantAttr) -> QuantizedMatrix:
-    """Round-to-nearest integer codes of `matrix` [rows, k] as `quant` describes (not float formats)."""
+    """Round-to-nearest integer codes of `matrix` [rows, k] as `quant` describes (integer formats only)."""
+    if not quant.integer_codes:
+        raise ValueError(f"{quant.format.data} weights are not integer codes with group scales")
     w = matrix.astype(np.float32)
     rows, k = w.shape
     layout, fmt = quant.scale.data, quant.format.data
@@ -134,7 +136,11 @@ def fake_quantize(weight: np.ndarray, quant: llm.QuantAttr) -> np.ndarray:
     Idempotent for the integer, binary and float formats: a weight already on the quantization grid is
     returned unchanged (up to float32). Ternary (BitNet b1.58 absmean) is not: a second pass keeps the
     codes but shrinks each group's scale to the mean |w| of the first pass's output.
+    ggml block formats (Q4_1, Q8_0, TQ2_0 ...) name how an imported weight was stored; the weight
+    store already holds gguf's dequantized values, so they are used as they are.
     """
+    if quant.format.data in llm.GGML_FORMATS:
+        return np.asarray(weight, dtype=np.float32)
     w = weight.astype(np.float32)
     if quant.format.data == "f16":
         return w.astype(np.float16).astype(np.float32)

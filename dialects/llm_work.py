@@ -67,10 +67,12 @@ def _linear(op: llm.LinearOp) -> Work:
     flops = 2.0 * rows * n * k + (rows * n if op.bias is not None else 0)
     code_bits = op.wquant.code_bits if op.wquant is not None else 32.0
     dims = {"rows": rows, "n": n, "k": k}
-    if op.wquant is not None and op.wquant.format.data not in llm.FLOAT_FORMATS:
+    if op.wquant is not None and op.wquant.integer_codes:
         # Integer codes: the span of one scale along k, and whether codes carry zero points.
         dims["wgroup"] = op.wquant.group.data if op.wquant.scale.data == "per_group" else k
         dims["wzero"] = 1 - op.wquant.symmetric.data
+    elif op.wquant is not None and op.wquant.format.data in llm.GGML_FORMATS:
+        dims["ggml_block"] = op.wquant.group.data  # blocks with their own scales: no integer codes to compute with
     return Work(
         op.name, flops, math.ceil(code_bits), weight_storage_bytes(op) + bias_bytes, nbytes(op.input), nbytes(op.result),
         dims=dims, weight_bits=code_bits,

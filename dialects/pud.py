@@ -49,7 +49,7 @@ from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from pimc.dialects.llm import FLOAT_FORMATS, QuantAttr, tensor_shape
+from pimc.dialects.llm import QuantAttr, tensor_shape
 from pimc.dialects.sched import ScheduledOp
 from pimc.targets.dram_pud.mechanism import split_inputs
 
@@ -187,7 +187,7 @@ class LayoutAttr(ParametrizedAttribute):
 def stored_bits(quant: QuantAttr) -> int:
     """Field width of a weight format in the PUD layout (binary 1, ternary 2, intB B)."""
     fmt = quant.format.data
-    if fmt in FLOAT_FORMATS:
+    if not quant.integer_codes:
         raise VerifyException(f"pud: weights must be integer codes, got {fmt}")
     return {"binary": 1, "ternary": 2}.get(fmt) or int(quant.code_bits)
 

@@ -19,7 +19,6 @@ import numpy as np
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 
 from pimc.dialects import llm, systolic
-from pimc.dialects.llm import FLOAT_FORMATS
 from pimc.dialects.llm_semantics import KERNELS, get_state, op_params, py_value, quantize_matrix, run_kernel, softmax
 
 
@@ -174,7 +173,7 @@ def cycle_counter(interpreter: Interpreter) -> CycleCounter:
 
 
 def _integer(quant) -> bool:
-    return quant is not None and quant.format.data not in FLOAT_FORMATS
+    return quant is not None and quant.integer_codes
 
 
 @register_impls

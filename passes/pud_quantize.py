@@ -1,8 +1,9 @@
 """`pud-quantize`: give every linear the integer codes a DRAM-PUD device computes with, unless it has
-them already. Float weights (no `wquant`, or f16/bf16) become 1..8-bit codes rounded to nearest per
+them already. Float weights (no `wquant`, f16/bf16, or a ggml block format such as a GGUF's Q4_1,
+whose values are not integer codes times group scales) become 1..8-bit codes rounded to nearest per
 group of `group` inputs, symmetric or with zero points; float inputs become `abits`-bit codes with
-one scale per token row. Linears already stored low-bit keep their codes (their groups and zero
-points too), so a model quantized elsewhere (e.g. from a GGUF file) is never quantized twice.
+one scale per token row. Linears already stored as integer codes keep them (their groups and zero
+points too), so they are never quantized twice.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class PudQuantizePass(ModulePass):
             if not isinstance(linear, llm.LinearOp):
                 continue
             current = linear.wquant
-            if current is None or current.format.data in llm.FLOAT_FORMATS:
+            if current is None or not current.integer_codes:
                 linear.properties["wquant"] = wquant
             if linear.aquant is None:
                 linear.properties["aquant"] = aquant

@@ -1,4 +1,4 @@
-"""Frontends: turn what a user names (a preset, a config.json folder) into a model the pipeline reads."""
+"""Frontends: turn what a user names (a preset, a config.json folder, a .gguf file) into a model the pipeline reads."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from pathlib import Path
 from xdsl.dialects.builtin import ModuleOp
 
 from pimc.errors import ModelError
+from pimc.frontends.gguf_model import GgufImport
 from pimc.frontends.hf_config import ModelConfig, load_preset, preset_names, read_config_file
 from pimc.frontends.kernels import KernelConfig, build_kernel_module, is_kernel_spec, parse_kernel
 from pimc.frontends.llm_builder import build_module as build_model_module
+from pimc.frontends.tokenizer import folder_tokenizer, gguf_tokenizer
 from pimc.frontends.weights import WeightStore, checkpoint_files, load_checkpoint, random_weights, weight_shapes
 
-NOT_YET = {".onnx": "ONNX", ".gguf": "GGUF"}
+NOT_YET = {".onnx": "ONNX"}
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,8 @@ class ModelSource:
 
     @property
     def tokenizer(self):
-        """A tokenizer for `--prompt` text, or None when the model carries none."""
-        return None
+        """A tokenizer for `--prompt` text (a `tokenizers.Tokenizer`), or None when the model carries none."""
+        return folder_tokenizer(self.folder) if self.folder is not None else None
 
     def build(self, seq_len: int, context: int) -> ModuleOp:
         """The `llm` module: `@prefill` of `seq_len` tokens and `@decode` with a KV cache of `context`."""
@@ -54,11 +56,39 @@ class ModelSource:
         return model_weights(self, module, weights, seed)
 
 
+@dataclass(frozen=True)
+class GgufSource(ModelSource):
+    """A llama-layout GGUF file: weights keep their ggml encoding (see `gguf_model`)."""
+
+    gguf: GgufImport | None = None
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return True
+
+    @property
+    def tokenizer(self):
+        return gguf_tokenizer(self.gguf.file.metadata, str(self.gguf.file.path))
+
+    def build(self, seq_len: int, context: int) -> ModuleOp:
+        module = build_module(self.config, seq_len, context)
+        self.gguf.set_weight_formats(module)
+        return module
+
+    def load_weights(self, module: ModuleOp, weights: str = "auto", seed: int = 0) -> WeightStore:
+        if weights not in ("auto", "checkpoint"):
+            raise ModelError(f"{self.spec}: a GGUF carries its weights (--weights {weights} does not apply)")
+        return self.gguf.weights(module)
+
+
 def read_model(spec: str) -> ModelSource:
-    """A preset name, a config.json file or a folder holding one, or a kernel (`gemv:MxK`, `gemm:MxKxN`)."""
+    """A preset name, a config.json file or a folder holding one, a .gguf file, or a kernel (`gemv:MxK`, `gemm:MxKxN`)."""
     if is_kernel_spec(spec):
         return ModelSource(parse_kernel(spec), spec)
     path = Path(spec)
+    if path.suffix.lower() == ".gguf":
+        gguf = GgufImport(path)
+        return GgufSource(gguf.config, spec, gguf=gguf)
     if path.suffix.lower() in NOT_YET:
         raise ModelError(f"{spec}: {NOT_YET[path.suffix.lower()]} import is not built yet (use a config.json folder or a preset)")
     if path.exists():
@@ -89,4 +119,4 @@ def model_weights(source: ModelSource, module: ModuleOp, weights: str = "auto", 
     return random_weights(shapes, seed)
 
 
-__all__ = ["KernelConfig", "ModelConfig", "ModelSource", "build_module", "model_weights", "preset_names", "read_model"]
+__all__ = ["GgufSource", "KernelConfig", "ModelConfig", "ModelSource", "build_module", "model_weights", "preset_names", "read_model"]

@@ -55,7 +55,7 @@ HOST_FINISH_OPS_PER_GROUP = 3
 
 def supports(device: DeviceBase, work: Work) -> bool:
     """Linear layers with 1..8-bit integer weight codes and 2..8-bit integer activation codes."""
-    if work.op != "llm.linear" or not {"rows", "n", "k"} <= work.dims.keys():
+    if work.op != "llm.linear" or not {"rows", "n", "k"} <= work.dims.keys() or "ggml_block" in work.dims:
         return False
     if not (work.act_bits == int(work.act_bits) and 2 <= work.act_bits <= 8):
         return False

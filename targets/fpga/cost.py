@@ -227,8 +227,8 @@ def fpga_cost(device: FpgaDevice, memory: Memory, work: Work) -> Cost:
 
 def fpga_supports(device: FpgaDevice, work: Work) -> bool:
     """int8 PEs: a linear runs only with weights and inputs of at most `operand_bits` bits."""
-    if work.op == "llm.linear":
-        return work.weight_bits <= device.operand_bits and work.act_bits <= device.operand_bits
+    if work.op == "llm.linear":  # integer weight codes (a ggml block format is not)
+        return "ggml_block" not in work.dims and work.weight_bits <= device.operand_bits and work.act_bits <= device.operand_bits
     return work.op in PE_OPS or work.op in VECTOR_OPS
 
 
