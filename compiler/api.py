@@ -23,7 +23,7 @@ from pimc.execute import Executor
 from pimc.frontends import ModelSource, read_model
 from pimc.frontends.kernels import KERNEL_FUNCTION
 from pimc.placement import placement_table
-from pimc.pipeline import graph_passes, map_and_lower, target_passes, weight_passes
+from pimc.pipeline import graph_passes, map_and_lower, report_sections, target_passes, weight_passes
 from pimc.report import PhaseStats, build_kernel_report, build_report, device_usage, to_json, to_markdown
 from pimc.targets import Target, load_target
 from pimc.timeline import TimelineRecorder, phase_events
@@ -109,7 +109,7 @@ class Program:
                 devices=device_usage(events, kinds),
                 schedule=self.manifest["schedule"],
                 placement=self.manifest.get("placement"),
-                extra=extra,
+                extra={**report_sections(self.module), **(extra or {})},
             )
         )
 

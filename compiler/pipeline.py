@@ -20,12 +20,21 @@ from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
 from pimc.passes.convert_llm_to_pud import LowerPudPass
 from pimc.passes.module_target import forget_target, record_target
-from pimc.passes.pack_weights import pack_weights
+from pimc.passes.pack_weights import pack_weights, packing_report
 from pimc.passes.tphs import select_dataflow
 from pimc.targets import Target
 
 LOWERINGS = {"cpu": ConvertLlmToCpuPass, "fpga": ConvertLlmToFpgaPass, "cim": LowerCimPass, "systolic": ConvertLlmToSystolicPass, "dram_pud": LowerPudPass}
 """Per device kind, the pass that lowers the `llm` ops mapped to it."""
+
+REPORT_SECTIONS = {"weight_packing": packing_report}
+"""Report keys read off a lowered program by device-specific summaries (None: the key is left out)."""
+
+
+def report_sections(module: ModuleOp) -> dict:
+    """The sections of `REPORT_SECTIONS` that `module` has something to say about."""
+    sections = {key: summary(module) for key, summary in REPORT_SECTIONS.items()}
+    return {key: value for key, value in sections.items() if value is not None}
 
 
 @dataclass

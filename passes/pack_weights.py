@@ -97,3 +97,26 @@ class PackWeightsPass(ModulePass):
         from safetensors.numpy import load_file
 
         pack_weights(op, load_file(self.weights), chunk=self.chunk, packet=self.packet, force=True)
+
+
+def packing_report(module: ModuleOp) -> dict | None:
+    """Per packed weight of a lowered program (its `fpga.unpack` ops, each weight once): raw and packed
+    code bytes, their ratio, unique chunks and IDs; plus the totals. None when nothing is packed."""
+    from pimc.dialects import fpga  # the lowered dialect; this pass itself runs before lowering
+
+    matrices: dict[str, dict] = {}
+    for op in module.walk():
+        if not isinstance(op, fpga.UnpackOp) or not isinstance(op.weight.owner, llm.WeightOp):
+            continue
+        name = op.weight.owner.properties["name"].data
+        raw, packed = op.raw_bytes.value.data, op.packed_bytes.value.data
+        matrices.setdefault(name, {
+            "raw_bytes": raw, "packed_bytes": packed, "ratio": raw / packed,
+            "unique_chunks": op.unique.value.data, "ids": op.ids.value.data,
+            "chunk": op.chunk.value.data, "packet": op.packet.value.data,
+        })
+    if not matrices:
+        return None
+    raw = sum(m["raw_bytes"] for m in matrices.values())
+    packed = sum(m["packed_bytes"] for m in matrices.values())
+    return {"matrices": dict(sorted(matrices.items())), "raw_bytes": raw, "packed_bytes": packed, "ratio": raw / packed}

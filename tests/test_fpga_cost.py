@@ -56,8 +56,12 @@ def test_packed_weights_fetch_fewer_bytes_and_pay_the_unpack_unit():
     packed = Work(**{**work.__dict__, "hints": {"packed_weight_bytes": 200_000.0, "pack_ids": 8_000_000.0}})
     cost = op_cost(load_target("zcu102-meadow"), "fpga", packed)
     assert cost.offchip_bytes == 200_000 + 1536
-    # 8e6 ids / 8 per cycle = 1e6 cycles = 10 ms: the unpack unit is the bottleneck.
-    assert cost.latency_s == pytest.approx(1.2e-6 + 10e-3, rel=1e-12)
+    # 8e6 ids / 32 per cycle = 250,000 cycles = 2.5 ms > 201,536 B / 1.5 GB/s: the unpack unit is the bottleneck.
+    assert cost.latency_s == pytest.approx(1.2e-6 + 2.5e-3, rel=1e-12)
+    # A real 768x768 packing: 768 x 384 IDs of C=2 / 32 per cycle = 9,216 cycles = 92.16 us, under the
+    # DMA of 400,000 + 1,536 B at 1.5 GB/s = 267.69 us: packing pays in full.
+    real = Work(**{**work.__dict__, "hints": {"packed_weight_bytes": 400_000.0, "pack_ids": 768.0 * 384}})
+    assert op_cost(load_target("zcu102-meadow"), "fpga", real).latency_s == pytest.approx(1.2e-6 + 401_536 / 1.5e9, rel=1e-12)
 
 
 def test_tphs_stages_and_attention_forms():

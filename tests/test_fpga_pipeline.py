@@ -14,7 +14,7 @@ from pimc.frontends import build_module, model_weights, read_model
 from pimc.ir import parse_module, print_module, run_passes
 from pimc.passes.pack_weights import pack_weights
 from pimc.passes.tphs import select_dataflow
-from pimc.pipeline import graph_passes, map_and_lower
+from pimc.pipeline import graph_passes, map_and_lower, report_sections
 from pimc.targets import load_target
 
 PROMPT = [1, 2, 3, 4, 5, 6, 7, 8]
@@ -95,6 +95,17 @@ def test_packed_weights_unpack_exactly_and_cut_weight_traffic():
     assert np.array_equal(a.logits, b.logits)
     traffic = [sum(op.offchip_bytes.value.data for op in m.module.walk() if op.name == "fpga.gemm") for m in (packed, plain)]
     assert traffic[0] < traffic[1] / 2
+
+    # the report carries each packed matrix once (prefill and decode share weights), as the pass packed it
+    section = report_sections(packed.module)["weight_packing"]
+    assert set(section["matrices"]) == set(packings)
+    for name, p in packings.items():
+        m = section["matrices"][name]
+        assert (m["raw_bytes"], m["packed_bytes"], m["unique_chunks"], m["ids"]) == (p.raw_bytes, p.packed_bytes, p.unique, p.n_ids)
+        assert m["ratio"] == pytest.approx(p.raw_bytes / p.packed_bytes)
+    assert section["raw_bytes"] == sum(p.raw_bytes for p in packings.values())
+    assert section["ratio"] == pytest.approx(section["raw_bytes"] / sum(p.packed_bytes for p in packings.values()))
+    assert "weight_packing" not in report_sections(plain.module)
 
 
 def test_lowered_program_prints_and_parses_back(runs):
