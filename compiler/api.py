@@ -186,6 +186,7 @@ def compile(
     weights: str = "auto",
     seed: int = 0,
     dataflow: str = "auto",
+    fuse: bool = False,
 ) -> Program:
     """Compile `model` for `target`: prefill of `seq_len` tokens and decode with a KV cache of `context`."""
     started = time.perf_counter()
@@ -195,7 +196,7 @@ def compile(
     context = context or _default_context(seq_len)
     module = source.build(seq_len, context)
     graph_passes(module, wbits, group, abits)
-    target_passes(module, tgt, dataflow)
+    target_passes(module, tgt, dataflow, fuse)
     store = source.load_weights(module, weights, seed)
     weight_passes(module, store, tgt)
     tokenizer, tokenizer_note = _tokenizer(source)
@@ -216,6 +217,7 @@ def compile(
             "weights": "checkpoint" if weights == "checkpoint" or (weights == "auto" and source.has_checkpoint) else "random",
             "seed": seed,
             "dataflow": dataflow,
+            "fuse": fuse,
         },
         "schedule": _schedule_summary(lowered.mapped),
         "placement": placement_table(lowered.mapped),
@@ -244,6 +246,7 @@ def estimate(
     group: int = 32,
     overrides: Sequence[str] = (),
     dataflow: str = "auto",
+    fuse: bool = False,
 ) -> Report:
     """Cost only (no weights): schedule one prefill and one decode step and report them."""
     started = time.perf_counter()
@@ -251,7 +254,7 @@ def estimate(
     context = context or _default_context(seq_len)
     module = source.build(seq_len, context)
     graph_passes(module, wbits, group, abits)
-    target_passes(module, tgt, dataflow)
+    target_passes(module, tgt, dataflow, fuse)
     lowered = map_and_lower(module, tgt)
     manifest = {
         "model": source.name,

@@ -30,6 +30,7 @@ WbitsOpt = Annotated[float, typer.Option("--wbits", help="Weight bits: 1, 1.58, 
 AbitsOpt = Annotated[float, typer.Option("--abits", help="Activation bits of linear inputs: 2..8 (dynamic, per token) or 32.")]
 GroupOpt = Annotated[int, typer.Option("--group", help="Quantization group size along the input dimension.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
+FuseOpt = Annotated[bool, typer.Option("--fuse/--no-fuse", help="Fuse op chains into one kernel where that is cheaper (intermediates stay on chip).")]
 DataflowOpt = Annotated[str, typer.Option("--dataflow", help="Attention dataflow where a device offers several: auto | gemm | tphs.")]
 
 
@@ -65,6 +66,7 @@ def compile(
     weights: Annotated[str, typer.Option(help="auto (checkpoint if present, else random) | checkpoint | random")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
     dataflow: DataflowOpt = "auto",
+    fuse: FuseOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compile MODEL for a target into a program bundle."""
@@ -72,7 +74,7 @@ def compile(
         typer.echo(f"pimc: note: --wbits {wbits:g} re-quantizes the GGUF's dequantized weights (its own encodings are dropped)", err=True)
     program = pimc.compile(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group,
-        overrides=overrides or (), weights=weights, seed=seed, dataflow=dataflow,
+        overrides=overrides or (), weights=weights, seed=seed, dataflow=dataflow, fuse=fuse,
     )
     path = program.save(output)
     if as_json:
@@ -143,12 +145,13 @@ def estimate(
     group: GroupOpt = 32,
     overrides: SetOpt = None,
     dataflow: DataflowOpt = "auto",
+    fuse: FuseOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Cost of one prefill and one decode step of MODEL on a target."""
     report = pimc.estimate(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group, overrides=overrides or (),
-        dataflow=dataflow,
+        dataflow=dataflow, fuse=fuse,
     )
     _emit_report(report, as_json)
 

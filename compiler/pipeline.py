@@ -19,7 +19,8 @@ from pimc.passes.convert_llm_to_cim import LowerCimPass
 from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
 from pimc.passes.convert_llm_to_pud import LowerPudPass
-from pimc.passes.module_target import forget_target, record_target
+from pimc.passes.fuse import fuse_module
+from pimc.passes.module_target import forget_target, in_fused_body, record_target
 from pimc.passes.pack_weights import pack_weights, packing_report
 from pimc.passes.tphs import select_dataflow
 from pimc.targets import Target
@@ -49,11 +50,14 @@ def graph_passes(module: ModuleOp, wbits: float, group: int, abits: float = 32) 
     verify(module, "after graph passes")
 
 
-def target_passes(module: ModuleOp, target: Target, dataflow: str = "auto") -> None:
+def target_passes(module: ModuleOp, target: Target, dataflow: str = "auto", fuse: bool = False) -> None:
     """Graph decisions that depend on the target's devices: the attention dataflow of an FPGA, the
-    weights crossbars keep resident (the rest are not offered to them)."""
+    weights crossbars keep resident (the rest are not offered to them), and with `fuse` the chains
+    that are cheaper as one kernel."""
     select_dataflow(module, target, dataflow)
     select_resident_weights(module, target)
+    if fuse:
+        fuse_module(module, target)
 
 
 def weight_passes(module: ModuleOp, weights, target: Target) -> None:
@@ -72,7 +76,8 @@ def map_and_lower(module: ModuleOp, target: Target) -> Lowered:
             raise PimcError(f"target '{target.name}': no lowering for device kind '{kind}' yet")
         LOWERINGS[kind]().apply(make_context(), module)
     forget_target(module)
-    leftover = [op.name for op in module.walk() if isinstance(op, llm.LlmOp) and not isinstance(op, llm.WeightOp)]
+    leftover = [op.name for op in module.walk()
+                if isinstance(op, llm.LlmOp) and not isinstance(op, llm.WeightOp) and not in_fused_body(op)]
     if leftover:
         raise PimcError(f"lowering left {len(leftover)} llm ops unlowered (first: {leftover[0]})")
     verify(module, "lowered program")

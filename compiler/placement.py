@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from xdsl.dialects.builtin import DictionaryAttr
+
 from pimc.dialects import llm
 from pimc.mapping.from_ir import MappedFunction, excluded_devices
+from pimc.passes.fuse import FUSION_ATTR
 
 
 def _reason(kind: str, device: str, candidates: dict[str, dict[str, float]], solver: str) -> str:
@@ -48,6 +51,12 @@ def placement_rows(fn: MappedFunction) -> list[dict[str, Any]]:
         weights = [v.owner.properties["name"].data for v in ir_op.operands if isinstance(v.owner, llm.WeightOp)]
         if weights:
             row["weights"] = weights
+        if isinstance(ir_op, llm.FusedOp):  # (its body has moved into the device's fused kernel)
+            choice = ir_op.attributes.get(FUSION_ATTR)
+            row["fused"] = {
+                "pattern": ir_op.pattern.data,
+                **({k: v.value.data for k, v in choice.data.items()} if isinstance(choice, DictionaryAttr) else {}),
+            }
         ruled_out = excluded_devices(ir_op)
         if ruled_out:
             row["ruled_out"] = ruled_out

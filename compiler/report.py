@@ -142,8 +142,9 @@ def placement_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     same ops would have had on each other capable device, and the most common reason."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
-        g = groups.setdefault((r["kind"], r["device"]), {
-            "kind": r["kind"], "device": r["device"], "ops": 0, "latency_s": 0.0, "energy_j": 0.0,
+        kind = f"{r['kind']} ({r['fused']['pattern']})" if "fused" in r else r["kind"]
+        g = groups.setdefault((kind, r["device"]), {
+            "kind": kind, "device": r["device"], "ops": 0, "latency_s": 0.0, "energy_j": 0.0,
             "offchip_bytes": 0.0, "elsewhere_s": {}, "why": {},
         })
         g["ops"] += 1

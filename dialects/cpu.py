@@ -13,13 +13,17 @@ from xdsl.ir import Dialect
 from xdsl.irdl import (
     irdl_op_definition,
     prop_def,
+    region_def,
     result_def,
+    traits_def,
     var_operand_def,
 )
+from xdsl.traits import IsolatedFromAbove
 from xdsl.utils.exceptions import VerifyException
 
 from pimc.dialects.llm_semantics import KERNELS, STATEFUL_OPS
-from pimc.dialects.sched import ScheduledOp
+from pimc.dialects.llm import YieldOp
+from pimc.dialects.sched import Scheduled, ScheduledOp
 
 
 @irdl_op_definition
@@ -41,4 +45,25 @@ class KernelOp(ScheduledOp):
             raise VerifyException(f"cpu.kernel: no CPU kernel implements '{name}'")
 
 
-CPU = Dialect("cpu", [KernelOp], [])
+@irdl_op_definition
+class FusedOp(ScheduledOp):
+    """Run a fused chain of `llm` operators (its body, as in `llm.fused`) as one kernel on `device`:
+    the intermediates stay in the cache."""
+
+    name = "cpu.fused"
+
+    args = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    body = region_def("single_block")
+    pattern = prop_def(StringAttr)
+    traits = traits_def(Scheduled(), IsolatedFromAbove())
+
+    assembly_format = "$pattern `(` $args `)` attr-dict `:` functional-type(operands, results) $body"
+
+    def verify_(self) -> None:
+        last = self.body.block.last_op
+        if not isinstance(last, YieldOp) or last.value.type != self.result.type:
+            raise VerifyException(f"cpu.fused: the body must end in llm.yield of the result type {self.result.type}")
+
+
+CPU = Dialect("cpu", [KernelOp, FusedOp], [])

@@ -34,6 +34,7 @@ from xdsl.irdl import (
     opt_operand_def,
     opt_prop_def,
     param_def,
+    region_def,
     prop_def,
     result_def,
     traits_def,
@@ -42,7 +43,7 @@ from xdsl.irdl import (
 from xdsl.dialects.builtin import IntAttr
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
-from xdsl.traits import Pure
+from xdsl.traits import IsolatedFromAbove, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
 # --------------------------------------------------------------------------- attributes
@@ -701,6 +702,47 @@ class SliceOp(_AxisOp):
         _require_result(self, expected)
 
 
+FUSED_PATTERNS = ("linear_act", "norm_linear", "gated_mlp", "attention_block")
+"""What a fused chain computes (the `fuse` pass names the pattern it matched)."""
+
+
+@irdl_op_definition
+class FusedOp(LlmOp):
+    """A chain of `llm` ops run as one kernel whose intermediates stay on chip: the body's ops on the
+    block arguments (the operands, weights included), its `llm.yield` value the result."""
+
+    name = "llm.fused"
+    inputs = var_operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    body = region_def("single_block")
+    pattern = prop_def(StringAttr)
+    traits = traits_def(IsolatedFromAbove())
+    assembly_format = "$inputs attr-dict `:` functional-type($inputs, $result) $body"
+
+    def verify_(self) -> None:
+        if self.pattern.data not in FUSED_PATTERNS:
+            _fail(self, f"unknown pattern '{self.pattern.data}' (expected one of {', '.join(FUSED_PATTERNS)})")
+        block = self.body.block
+        if tuple(a.type for a in block.args) != tuple(v.type for v in self.inputs):
+            _fail(self, "block argument types must equal the operand types")
+        last = block.last_op
+        if not isinstance(last, YieldOp) or last.value.type != self.result.type:
+            _fail(self, f"the body must end in llm.yield of the result type {self.result.type}")
+        for op in block.ops:
+            if op is not last and (not isinstance(op, LlmOp) or isinstance(op, (WeightOp, FusedOp))):
+                _fail(self, f"the body holds only llm compute ops, got {op.name}")
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """The value a fused body (of `llm.fused` or a device's fused kernel) produces."""
+
+    name = "llm.yield"
+    value = operand_def(ANY_TENSOR)
+    traits = traits_def(IsTerminator(), Pure())
+    assembly_format = "$value attr-dict `:` type($value)"
+
+
 LLM_OPS = [
     WeightOp,
     EmbeddingOp,
@@ -724,6 +766,8 @@ LLM_OPS = [
     TransposeOp,
     ConcatOp,
     SliceOp,
+    FusedOp,
+    YieldOp,
 ]
 
 LLM = Dialect("llm", LLM_OPS, [QuantAttr])

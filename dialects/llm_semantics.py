@@ -376,14 +376,32 @@ def _run(functions: InterpreterFunctions, interpreter: Interpreter, op: Operatio
     return (run_kernel(op.name, tuple(args), op_params(op), types, get_state(interpreter)),)
 
 
-# One implementation serves every op: the kernel table holds the meaning.
+def run_fused_body(block, args: tuple, state: RuntimeState) -> np.ndarray:
+    """A fused chain (`llm.fused` or a device op holding its body): its ops in order, on `args`."""
+    values = dict(zip(block.args, args))
+    for op in block.ops:
+        if isinstance(op, llm.YieldOp):
+            return values[op.value]
+        types = tuple(r.type for r in op.results)
+        values[op.results[0]] = run_kernel(op.name, tuple(values[v] for v in op.operands), op_params(op), types, state)
+    raise ValueError("a fused body must end in llm.yield")
+
+
+def _run_fused(functions: InterpreterFunctions, interpreter: Interpreter, op: llm.FusedOp, args: tuple) -> tuple:
+    return (run_fused_body(op.body.block, tuple(args), get_state(interpreter)),)
+
+
+_KERNEL_OPS = [op for op in llm.LLM_OPS if op not in (llm.FusedOp, llm.YieldOp)]
+
+# One implementation serves every op: the kernel table holds the meaning (a fused op runs its body).
 LlmFunctions = register_impls(
     type(
         "LlmFunctions",
         (InterpreterFunctions,),
         {
             "__doc__": "xDSL interpreter implementations of every `llm` op (through `KERNELS`).",
-            **{f"run_{op.name.removeprefix('llm.')}": impl(op)(_run) for op in llm.LLM_OPS},
+            **{f"run_{op.name.removeprefix('llm.')}": impl(op)(_run) for op in _KERNEL_OPS},
+            "run_fused": impl(llm.FusedOp)(_run_fused),
         },
     )
 )

@@ -119,6 +119,31 @@ def _kv_append(op: llm.KVCacheAppendOp) -> Work:
     return Work(op.name, 0.0, 32, 0.0, nbytes(op.input) + nbytes(op.positions), nbytes(op.input))
 
 
+def fused_intermediate_bytes(op: llm.FusedOp) -> float:
+    """Bytes of the values the body makes and uses itself: what stays on chip instead of going off."""
+    last = op.body.block.last_op
+    return sum(nbytes(inner.results[0]) for inner in op.body.block.ops if inner is not last and inner.results
+               and not any(use.operation is last for use in inner.results[0].uses))
+
+
+def _fused(op: llm.FusedOp) -> Work:
+    """The sum of the parts, minus the intermediates' off-chip bytes: the body's ops read the operands
+    once (weights at their storage size) and write only the result."""
+    block = op.body.block
+    parts = [op_work(inner) for inner in block.ops if not isinstance(inner, llm.YieldOp)]
+    weight_args = {arg for arg, value in zip(block.args, op.inputs) if _is_weight(value)}
+    weight_bytes = 0.0
+    for arg in weight_args:
+        linears = [u.operation for u in arg.uses if isinstance(u.operation, llm.LinearOp) and u.operation.weight is arg]
+        weight_bytes += min((weight_storage_bytes(lin) for lin in linears), default=nbytes(arg))
+    anchor = next((w for w in parts if w.op in ("llm.linear", "llm.attention")), parts[0])
+    return Work(
+        op.name, sum(w.flops for w in parts), min(w.compute_bits for w in parts), weight_bytes,
+        sum(nbytes(v) for v in op.inputs if not _is_weight(v)), nbytes(op.result),
+        weight_bits=anchor.weight_bits, act_bits=anchor.act_bits,
+    )
+
+
 COUNTERS: dict[type[Operation], Callable] = {
     llm.EmbeddingOp: _embedding,
     llm.RMSNormOp: _norm,
@@ -141,6 +166,7 @@ COUNTERS: dict[type[Operation], Callable] = {
     llm.TransposeOp: _copy,
     llm.ConcatOp: _copy,
     llm.SliceOp: _copy,
+    llm.FusedOp: _fused,
 }
 
 

@@ -14,6 +14,7 @@ from pimc.passes.convert_llm_to_cpu import ConvertLlmToCpuPass
 from pimc.passes.convert_llm_to_fpga import ConvertLlmToFpgaPass
 from pimc.passes.convert_llm_to_systolic import ConvertLlmToSystolicPass
 from pimc.passes.crossbar_tile import CrossbarTilePass
+from pimc.passes.fuse import FusePass
 from pimc.passes.map_ops import MapOpsPass
 from pimc.passes.pack_weights import PackWeightsPass
 from pimc.passes.quantize import QuantizePass
@@ -24,7 +25,7 @@ from pimc.passes.pud_quantize import PudQuantizePass
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
-    passes = [CanonicalizePass, CommonSubexpressionElimination, DeadCodeElimination, QuantizePass, MapOpsPass, ConvertLlmToCpuPass]
+    passes = [CanonicalizePass, CommonSubexpressionElimination, DeadCodeElimination, QuantizePass, FusePass, MapOpsPass, ConvertLlmToCpuPass]
     passes += [TphsPass, PackWeightsPass, ConvertLlmToFpgaPass]
     passes += [CrossbarTilePass, CimSelectPass, CimResidencyPass, ConvertLlmToCimPass, LowerCimPass, ConvertLlmToSystolicPass]
     passes += [PudQuantizePass, PudLayoutPass, ConvertLlmToPudPass, LowerPudPass]

@@ -31,7 +31,7 @@ from pimc.dialects.llm_work import op_work
 from pimc.dialects.sched import sched_properties
 from pimc.errors import PimcError
 from pimc.mapping.from_ir import SCHED_ATTR
-from pimc.passes.module_target import module_target
+from pimc.passes.module_target import in_fused_body, module_target
 from pimc.targets import Target
 from pimc.targets.fpga.cost import (
     attention_gemm_phases,
@@ -74,7 +74,7 @@ class LowerMappedOp(RewritePattern):
         self.target = target
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
-        if not isinstance(op, llm.LlmOp) or isinstance(op, llm.WeightOp):
+        if not isinstance(op, llm.LlmOp) or isinstance(op, llm.WeightOp) or in_fused_body(op):
             return
         sched = op.attributes.get(SCHED_ATTR)
         if not isinstance(sched, DictionaryAttr):

@@ -6,6 +6,7 @@ lowerings run and removes it afterwards; a pass run alone (`pimc opt`) names it 
 
 from __future__ import annotations
 
+from xdsl.dialects import func
 from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
 from xdsl.ir import Operation
 
@@ -41,3 +42,10 @@ def placed_on(op: Operation, kind: str) -> str | None:
     if isinstance(sched, DictionaryAttr) and sched.data["kind"].data == kind:
         return sched.data["device"].data
     return None
+
+
+def in_fused_body(op: Operation) -> bool:
+    """Whether `op` is a part of a fused chain (inside an `llm.fused` or a device's fused kernel):
+    the chain is placed and lowered as one op, its parts are not."""
+    parent = op.parent_op()
+    return parent is not None and not isinstance(parent, func.FuncOp)

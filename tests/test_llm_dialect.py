@@ -50,6 +50,15 @@ def wrap(args: str, body: str) -> str:
 # op class -> (function arguments, body)
 
 F = "tensor<4x8xf32>"
+FUSED = (
+    "  %w = llm.weight \"w\" : tensor<6x8xf32>\n"
+    "  %0 = llm.fused %x, %w {pattern = \"linear_act\"} : (tensor<4x8xf32>, tensor<6x8xf32>) -> tensor<4x6xf32> {\n"
+    "  ^bb0(%a: tensor<4x8xf32>, %b: tensor<6x8xf32>):\n"
+    "    %1 = llm.linear %a, %b : (tensor<4x8xf32>, tensor<6x8xf32>) -> tensor<4x6xf32>\n"
+    "    %2 = llm.silu %1 : (tensor<4x6xf32>) -> tensor<4x6xf32>\n"
+    "    llm.yield %2 : tensor<4x6xf32>\n"
+    "  }"
+)
 SNIPPETS: dict[type, tuple[str, str]] = {
     llm.WeightOp: ("", '  %w = llm.weight "model.embed_tokens.weight" : tensor<16x8xf32>'),
     llm.EmbeddingOp: (
@@ -133,6 +142,8 @@ SNIPPETS: dict[type, tuple[str, str]] = {
         f"%x: {F}",
         f"  %0 = llm.slice %x {{axis = 1 : i64, start = 2 : i64, end = 5 : i64}} : ({F}) -> tensor<4x3xf32>",
     ),
+    llm.FusedOp: (f"%x: {F}", FUSED),
+    llm.YieldOp: (f"%x: {F}", FUSED),
 }
 
 

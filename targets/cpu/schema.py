@@ -28,6 +28,10 @@ class CpuDevice(DeviceBase):
         description="fraction of the memory's peak bandwidth that all cores streaming together sustain "
         "(a STREAM-like measurement); 1.0 = peak",
     )
+    cache_bytes: int | None = Field(
+        default=None, gt=0,
+        description="on-chip cache a fused kernel keeps its intermediates in, bytes (unset: no fused kernels)",
+    )
 
     @field_validator("simd_ops_per_cycle_per_core")
     @classmethod
