@@ -26,7 +26,9 @@ from pimc.placement import placement_table
 from pimc.pipeline import graph_passes, map_and_lower, report_sections, target_passes, weight_passes
 from pimc.report import PhaseStats, build_kernel_report, build_report, device_usage, to_json, to_markdown
 from pimc.targets import Target, load_target
-from pimc.timeline import TimelineRecorder, phase_events
+from pimc.mapping.schedule import Schedule
+from pimc.timeline import Event, TimelineRecorder, phase_events
+from pimc.trace import build_trace
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class RunResult:
     logits: np.ndarray
     """float32 [positions, vocab]: prompt positions, then one row per decode step."""
     report: Report
+    events: tuple[Event, ...] = ()
+    """Every device op the run executed, in order (the trace's device tracks)."""
 
 
 @dataclass
@@ -142,7 +146,19 @@ class Program:
         }
         simulator = executor.stats()  # e.g. the ADC error of crossbar devices
         extra = {"run": run, **({"simulator": simulator} if simulator else {})}
-        return RunResult(generation.tokens, generation.logits, self._report(events, extra))
+        return RunResult(generation.tokens, generation.logits, self._report(events, extra), tuple(events))
+
+    def trace(self, result: RunResult | None = None) -> dict[str, Any]:
+        """A Chrome/Perfetto trace: of `result`'s run, or else of one prefill then one decode step."""
+        events = list(result.events) if result is not None else self._static_events()
+        schedules = {name: Schedule.from_json(data) for name, data in self.schedules.items()}
+        kinds = {m.name: m.kind for m in self.target.memories}
+        return build_trace(events, schedules, kinds, title=f"{self.manifest['model']} on {self.target.name}")
+
+    def _static_events(self) -> list[Event]:
+        prefill = phase_events(self.module, "prefill")
+        end = max((e.end_s for e in prefill), default=0.0)
+        return prefill + phase_events(self.module, "decode", offset_s=end)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (the model's tokenizer; an error when it has none)."""

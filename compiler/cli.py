@@ -94,16 +94,30 @@ def _parse_ids(text: str) -> list[int]:
     return ids
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def _write_atomic(path: Path, write) -> None:
+    """Write a file through a temporary sibling, so a failure leaves no partial output."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    _write_atomic(path, lambda f: np.save(f, array))
+
+
+def _save_trace(path: Path, trace: dict) -> None:
+    from pimc.trace import trace_json
+
+    _write_atomic(path, lambda f: f.write(trace_json(trace).encode()))
+
+
+TraceOpt = Annotated[Optional[Path], typer.Option("--trace", help="Write a Chrome/Perfetto trace (JSON) to F.")]
 
 
 @app.command()
@@ -113,6 +127,7 @@ def run(
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt text (needs a tokenizer).")] = None,
     tokens: Annotated[int, typer.Option("--tokens", "-n", help="Tokens to generate (prefill gives the first).")] = 16,
     save_logits: Annotated[Optional[Path], typer.Option("--save-logits", help="Write float32 logits [positions, vocab] to F.npy.")] = None,
+    trace: TraceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Simulate a bundle: prefill the prompt, then decode."""
@@ -124,6 +139,8 @@ def run(
     text = program.decode(result.tokens) if program.tokenizer is not None else None
     if save_logits is not None:
         _save_npy(save_logits, result.logits)
+    if trace is not None:
+        _save_trace(trace, program.trace(result))
     if as_json:
         out = {"tokens": result.tokens, **({"text": text} if text is not None else {}), "report": result.report.data}
         typer.echo(json.dumps(out, indent=2))
@@ -160,11 +177,15 @@ def estimate(
 def report(
     bundle: Annotated[Path, typer.Argument(help="A bundle written by `pimc compile`.")],
     format: Annotated[str, typer.Option("--format", help="md | json")] = "md",
+    trace: TraceOpt = None,
 ) -> None:
     """The static report of a bundle (one prefill, one decode step as scheduled)."""
     if format not in ("md", "json"):
         raise PimcError(f"--format '{format}': expected md or json")
-    _emit_report(pimc.load(bundle).report(), format == "json")
+    program = pimc.load(bundle)
+    if trace is not None:
+        _save_trace(trace, program.trace())
+    _emit_report(program.report(), format == "json")
 
 
 @app.command()

@@ -167,7 +167,7 @@ def _residencies(problem, slots, transfers, home, makespan) -> list[Residency]:
                     a = 0.0
                 if t.kind in ("weight", "state", "output"):
                     b = makespan
-            out.append(Residency(t.name, m, a, b, None))
+            out.append(Residency(t.name, m, a, b, None, t.size_bytes))
     return out
 
 
@@ -200,7 +200,7 @@ def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
                 off = max(off, hi)
             high = max(high, off + size)
             placed.append((r.start_s, r.end_s, off, size))
-            out.append(Residency(r.tensor, r.memory, r.start_s, r.end_s, off))
+            out.append(Residency(r.tensor, r.memory, r.start_s, r.end_s, off, r.size_bytes))
         if high > cap:
             peak = _peak([(a, b, n) for a, b, _, n in placed])
             raise ScheduleError(

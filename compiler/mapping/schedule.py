@@ -27,13 +27,15 @@ class OpSlot:
 @dataclass(frozen=True)
 class Residency:
     """tensor occupies [offset, offset+size) of memory during [start_s, end_s); offset None =
-    not placed at an address (capacity is still checked)."""
+    not placed at an address (capacity is still checked). size_bytes: the tensor's size, so a
+    schedule read back from a bundle can still show memory occupancy."""
 
     tensor: str
     memory: str
     start_s: float
     end_s: float
     offset_bytes: int | None
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ class Schedule:
             "residency": [
                 {"tensor": r.tensor, "memory": r.memory, "start_s": float(r.start_s),
                  "end_s": float(r.end_s),
-                 "offset_bytes": None if r.offset_bytes is None else int(r.offset_bytes)}
+                 "offset_bytes": None if r.offset_bytes is None else int(r.offset_bytes),
+                 "size_bytes": None if r.size_bytes is None else int(r.size_bytes)}
                 for r in self.residency
             ],
             "transfers": [
@@ -128,7 +131,8 @@ class Schedule:
                  for d in data["slots"]}
         res = tuple(
             Residency(d["tensor"], d["memory"], float(d["start_s"]), float(d["end_s"]),
-                      None if d["offset_bytes"] is None else int(d["offset_bytes"]))
+                      None if d["offset_bytes"] is None else int(d["offset_bytes"]),
+                      None if d.get("size_bytes") is None else int(d["size_bytes"]))
             for d in data["residency"])
         tr = tuple(
             Transfer(d["tensor"], d["src_memory"], d["dst_memory"], float(d["start_s"]),
