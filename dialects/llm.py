@@ -22,6 +22,7 @@ from xdsl.dialects.builtin import (
     TensorType,
     UnitAttr,
     f64,
+    i1,
     i64,
 )
 from xdsl.ir import Attribute, Dialect, Operation, ParametrizedAttribute, SSAValue
@@ -681,13 +682,14 @@ class ConcatOp(_AxisOp):
 
 @irdl_op_definition
 class SliceOp(_AxisOp):
-    """Elements start..end (exclusive) along `axis`."""
+    """Elements start, start + step, ... below end (exclusive) along `axis` (step defaults to 1)."""
 
     name = "llm.slice"
     input = operand_def(ANY_TENSOR)
     result = result_def(ANY_TENSOR)
     start = prop_def(IntegerAttr[I64])
     end = prop_def(IntegerAttr[I64])
+    step = opt_prop_def(IntegerAttr[I64])
     traits = traits_def(Pure())
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
 
@@ -695,10 +697,13 @@ class SliceOp(_AxisOp):
         shape = tensor_shape(self.input)
         axis = self.checked_axis(len(shape))
         start, end = self.start.value.data, self.end.value.data
+        step = self.step.value.data if self.step is not None else 1
         if not 0 <= start < end <= shape[axis]:
             _fail(self, f"range [{start}, {end}) is not inside axis {axis} of size {shape[axis]}")
+        if step <= 0:
+            _fail(self, f"step must be positive, got {step}")
         expected = list(shape)
-        expected[axis] = end - start
+        expected[axis] = len(range(start, end, step))
         _require_result(self, expected)
 
 
@@ -741,6 +746,214 @@ class YieldOp(IRDLOperation):
     value = operand_def(ANY_TENSOR)
     traits = traits_def(IsTerminator(), Pure())
     assembly_format = "$value attr-dict `:` type($value)"
+# --------------------------------------------------------------------------- generic ops
+# What an importer (ONNX) cannot raise into the model-level ops above stays as these generic
+# elementwise, reduction and shape ops, so nothing a graph computes is ever dropped.
+
+UNARY_FNS = (
+    "neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "tanh", "sigmoid", "cos", "sin", "erf",
+    "floor", "ceil", "round", "sign", "not", "isnan",
+)
+"""Functions of `llm.unary` (numpy meaning; `not` on i1, `round` halves to even as ONNX does; `isnan`
+gives i1, every other function keeps the input type)."""
+
+BINARY_ARITH_FNS = ("sub", "div", "pow", "max", "min", "mod")
+BINARY_COMPARE_FNS = ("eq", "lt", "le", "gt", "ge")
+BINARY_LOGIC_FNS = ("and", "or", "xor")
+BINARY_FNS = BINARY_ARITH_FNS + BINARY_COMPARE_FNS + BINARY_LOGIC_FNS
+"""Functions of `llm.binary`: arithmetic keeps the element type, comparisons and logic give i1."""
+
+REDUCE_FNS = ("sum", "mean", "max", "min", "prod")
+
+
+def _require_elements(op: Operation, value: SSAValue, element: Attribute, what: str) -> None:
+    if value.type.element_type != element:
+        _fail(op, f"{what} must have element type {element}, got {value.type}")
+
+
+@irdl_op_definition
+class UnaryOp(LlmOp):
+    """An elementwise function `fn` of one tensor (one of `UNARY_FNS`)."""
+
+    name = "llm.unary"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    fn = prop_def(StringAttr)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        if self.fn.data not in UNARY_FNS:
+            _fail(self, f"unknown function '{self.fn.data}' (expected one of {', '.join(UNARY_FNS)})")
+        if self.fn.data == "isnan":
+            _require_elements(self, self.result, i1, "the result of isnan")
+            _require_result(self, tensor_shape(self.input))
+        elif self.input.type != self.result.type:
+            _fail(self, f"result type {self.result.type} must equal input type {self.input.type}")
+
+
+@irdl_op_definition
+class BinaryOp(LlmOp):
+    """An elementwise function `fn` of two tensors with numpy broadcasting (one of `BINARY_FNS`)."""
+
+    name = "llm.binary"
+    lhs = operand_def(ANY_TENSOR)
+    rhs = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    fn = prop_def(StringAttr)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        fn = self.fn.data
+        if fn not in BINARY_FNS:
+            _fail(self, f"unknown function '{fn}' (expected one of {', '.join(BINARY_FNS)})")
+        if self.lhs.type.element_type != self.rhs.type.element_type:
+            _fail(self, f"element types differ: {self.lhs.type} and {self.rhs.type}")
+        if fn in BINARY_LOGIC_FNS:
+            _require_elements(self, self.lhs, i1, "operands of a logic function")
+        element = self.lhs.type.element_type if fn in BINARY_ARITH_FNS else i1
+        _require_elements(self, self.result, element, "the result")
+        _require_result(self, broadcast_shape(self, tensor_shape(self.lhs), tensor_shape(self.rhs)))
+
+
+@irdl_op_definition
+class SelectOp(LlmOp):
+    """`lhs` where `condition` (i1) holds, else `rhs`; all three broadcast together."""
+
+    name = "llm.select"
+    condition = operand_def(ANY_TENSOR)
+    lhs = operand_def(ANY_TENSOR)
+    rhs = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$condition `,` $lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        _require_elements(self, self.condition, i1, "condition")
+        if self.lhs.type.element_type != self.rhs.type.element_type:
+            _fail(self, f"element types differ: {self.lhs.type} and {self.rhs.type}")
+        _require_elements(self, self.result, self.lhs.type.element_type, "the result")
+        shape = broadcast_shape(self, tensor_shape(self.condition), tensor_shape(self.lhs))
+        _require_result(self, broadcast_shape(self, shape, tensor_shape(self.rhs)))
+
+
+@irdl_op_definition
+class CastOp(LlmOp):
+    """The same values converted to the result's element type (floats to integers truncate toward zero)."""
+
+    name = "llm.cast"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        _require_result(self, tensor_shape(self.input))
+
+
+@irdl_op_definition
+class ReduceOp(LlmOp):
+    """Reduce `axes` with `fn` (one of `REDUCE_FNS`); `keepdims` keeps them as size-1 axes."""
+
+    name = "llm.reduce"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    fn = prop_def(StringAttr)
+    axes = prop_def(DenseArrayBase)
+    keepdims = opt_prop_def(UnitAttr)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        if self.fn.data not in REDUCE_FNS:
+            _fail(self, f"unknown function '{self.fn.data}' (expected one of {', '.join(REDUCE_FNS)})")
+        shape = tensor_shape(self.input)
+        axes = tuple(self.axes.get_values())
+        if not axes or len(set(axes)) != len(axes) or any(not 0 <= a < len(shape) for a in axes):
+            _fail(self, f"axes {list(axes)} must be distinct axes of a rank-{len(shape)} input")
+        if self.keepdims is not None:
+            expected = [1 if i in axes else n for i, n in enumerate(shape)]
+        else:
+            expected = [n for i, n in enumerate(shape) if i not in axes]
+        _require_result(self, expected)
+
+
+@irdl_op_definition
+class GatherOp(_AxisOp):
+    """Entries of `input` along `axis` at integer `indices` (negative counts from the end)."""
+
+    name = "llm.gather"
+    input = operand_def(ANY_TENSOR)
+    indices = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $indices attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        shape = tensor_shape(self.input)
+        axis = self.checked_axis(len(shape))
+        if not _is_int(self.indices) or self.indices.type.element_type == i1:
+            _fail(self, f"indices must be an integer tensor, got {self.indices.type}")
+        _require_result(self, shape[:axis] + tensor_shape(self.indices) + shape[axis + 1 :])
+
+
+@irdl_op_definition
+class BroadcastOp(LlmOp):
+    """`input` repeated along size-1 (or missing leading) axes to the result's shape."""
+
+    name = "llm.broadcast"
+    input = operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        out = tensor_shape(self.result)
+        if broadcast_shape(self, tensor_shape(self.input), out) != out:
+            _fail(self, f"cannot broadcast {list(tensor_shape(self.input))} to {list(out)}")
+        _require_elements(self, self.result, self.input.type.element_type, "the result")
+
+
+@irdl_op_definition
+class EinsumOp(LlmOp):
+    """Sum of products over the indices an Einstein `equation` ("bhd,hdk->bk") leaves out."""
+
+    name = "llm.einsum"
+    inputs = var_operand_def(ANY_TENSOR)
+    result = result_def(ANY_TENSOR)
+    equation = prop_def(StringAttr)
+    traits = traits_def(Pure())
+    assembly_format = "$inputs attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        sizes = einsum_sizes(self.equation.data, [tensor_shape(v) for v in self.inputs])
+        if isinstance(sizes, str):
+            _fail(self, sizes)
+        outputs = self.equation.data.replace(" ", "").split("->")[1]
+        _require_result(self, [sizes[c] for c in outputs])
+
+
+def einsum_sizes(equation: str, shapes: Sequence[Sequence[int]]) -> dict[str, int] | str:
+    """Size of every index of an explicit einsum `equation` over operands of `shapes`, or what is wrong."""
+    eq = equation.replace(" ", "")
+    if eq.count("->") != 1 or "." in eq:
+        return f"equation '{equation}' must be explicit ('ab,bc->ac') without ellipsis"
+    lhs, out = eq.split("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        return f"equation '{equation}' names {len(terms)} operands, got {len(shapes)}"
+    sizes: dict[str, int] = {}
+    for term, shape in zip(terms, shapes):
+        if len(term) != len(shape) or not term.isalpha():
+            return f"term '{term}' does not index an operand of shape {list(shape)}"
+        for c, n in zip(term, shape):
+            if sizes.setdefault(c, n) != n and 1 not in (n, sizes[c]):
+                return f"index '{c}' has sizes {sizes[c]} and {n}"
+            sizes[c] = max(sizes[c], n)
+    if not out.isalpha() and out or any(c not in sizes for c in out) or len(set(out)) != len(out):
+        return f"output '{out}' must name distinct indices of the inputs"
+    return sizes
 
 
 LLM_OPS = [
@@ -768,6 +981,14 @@ LLM_OPS = [
     SliceOp,
     FusedOp,
     YieldOp,
+    UnaryOp,
+    BinaryOp,
+    SelectOp,
+    CastOp,
+    ReduceOp,
+    GatherOp,
+    BroadcastOp,
+    EinsumOp,
 ]
 
 LLM = Dialect("llm", LLM_OPS, [QuantAttr])

@@ -67,6 +67,8 @@ def op_params(op: Operation) -> dict[str, Any]:
 
 def numpy_dtype(typ: TensorType) -> np.dtype:
     elt = typ.element_type
+    if isinstance(elt, IntegerType) and elt.width.data == 1:
+        return np.dtype(bool)
     if isinstance(elt, IntegerType):
         return np.dtype(f"int{elt.width.data}") if elt.width.data in (8, 16, 32, 64) else np.dtype("int64")
     return np.dtype("float32")
@@ -308,8 +310,118 @@ def _concat(args, p, types):
 def _slice(args, p, types):
     x = args[0]
     index = [slice(None)] * x.ndim
-    index[p["axis"]] = slice(p["start"], p["end"])
+    index[p["axis"]] = slice(p["start"], p["end"], p.get("step", 1))
     return np.ascontiguousarray(x[tuple(index)])
+
+
+def _exact(fn):
+    """Evaluate a float function in float64 and round once to float32 (transcendentals match the
+    correctly rounded results other runtimes produce more closely)."""
+    return lambda x: fn(x.astype(np.float64)).astype(x.dtype) if x.dtype.kind == "f" else fn(x)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x) if x.size else x.astype(np.float64)
+
+
+UNARY = {
+    "neg": np.negative,
+    "abs": np.abs,
+    "exp": _exact(np.exp),
+    "log": _exact(np.log),
+    "sqrt": _exact(np.sqrt),
+    "rsqrt": _exact(lambda x: 1.0 / np.sqrt(x)),
+    "reciprocal": lambda x: np.reciprocal(x) if x.dtype.kind == "f" else 1 // x,
+    "tanh": _exact(np.tanh),
+    "sigmoid": _exact(lambda x: 1.0 / (1.0 + np.exp(-x))),
+    "cos": _exact(np.cos),
+    "sin": _exact(np.sin),
+    "erf": _exact(_erf),
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "round": np.round,  # halves to even, like ONNX Round
+    "sign": np.sign,
+    "not": np.logical_not,
+    "isnan": np.isnan,
+}
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer division truncating toward zero (C and ONNX), not numpy's floor."""
+    q = np.abs(a) // np.where(b == 0, 1, np.abs(b))
+    return (q * np.sign(a) * np.sign(b)).astype(np.result_type(a, b))
+
+
+BINARY = {
+    "sub": np.subtract,
+    "div": lambda a, b: np.divide(a, b) if a.dtype.kind == "f" else _int_div(a, b),
+    "pow": lambda a, b: np.power(a, b) if a.dtype.kind == "f" else np.power(a, b).astype(a.dtype),
+    "max": np.maximum,
+    "min": np.minimum,
+    "mod": np.fmod,  # sign of the dividend, as ONNX Mod with fmod = 1 and C
+    "eq": np.equal,
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+    "and": np.logical_and,
+    "or": np.logical_or,
+    "xor": np.logical_xor,
+}
+
+
+@kernel(llm.UnaryOp)
+def _unary(args, p, types):
+    return np.asarray(UNARY[p["fn"]](args[0])).astype(numpy_dtype(types[0]), copy=False)
+
+
+@kernel(llm.BinaryOp)
+def _binary(args, p, types):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.asarray(BINARY[p["fn"]](args[0], args[1])).astype(numpy_dtype(types[0]), copy=False)
+
+
+@kernel(llm.SelectOp)
+def _select(args, p, types):
+    return np.where(*args).astype(numpy_dtype(types[0]), copy=False)
+
+
+@kernel(llm.CastOp)
+def _cast(args, p, types):
+    x, dtype = args[0], numpy_dtype(types[0])
+    if x.dtype.kind == "f" and dtype.kind in "iub" and dtype != bool:
+        x = np.trunc(x)
+    return x.astype(dtype)
+
+
+REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}
+
+
+@kernel(llm.ReduceOp)
+def _reduce(args, p, types):
+    x = args[0]
+    out = REDUCE[p["fn"]](x, axis=tuple(p["axes"]), keepdims=bool(p.get("keepdims")))
+    return np.asarray(out).astype(numpy_dtype(types[0]), copy=False)
+
+
+@kernel(llm.GatherOp)
+def _gather(args, p, types):
+    x, idx = args
+    axis = p["axis"] % x.ndim
+    n = x.shape[axis]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise ValueError(f"llm.gather: index out of range [-{n}, {n}) on axis {axis}")
+    return np.take(x, np.where(idx < 0, idx + n, idx), axis=axis)
+
+
+@kernel(llm.BroadcastOp)
+def _broadcast(args, p, types):
+    return np.ascontiguousarray(np.broadcast_to(args[0], types[0].get_shape()))
+
+
+@kernel(llm.EinsumOp)
+def _einsum(args, p, types):
+    return np.einsum(p["equation"], *args).astype(numpy_dtype(types[0]), copy=False)
 
 
 # --------------------------------------------------------------------------- state

@@ -142,6 +142,32 @@ def _fused(op: llm.FusedOp) -> Work:
         sum(nbytes(v) for v in op.inputs if not _is_weight(v)), nbytes(op.result),
         weight_bits=anchor.weight_bits, act_bits=anchor.act_bits,
     )
+TRANSCENDENTAL_FLOPS = 4.0
+"""Flops charged per element for exp, log, sqrt, tanh, sin ... (one polynomial evaluation's worth)."""
+
+_CHEAP_UNARY = ("neg", "abs", "floor", "ceil", "round", "sign", "not")
+
+
+def _unary(op: llm.UnaryOp) -> Work:
+    per = 1.0 if op.fn.data in _CHEAP_UNARY else TRANSCENDENTAL_FLOPS
+    return _elementwise(per)(op)
+
+
+def _binary(op: llm.BinaryOp) -> Work:
+    return _elementwise(TRANSCENDENTAL_FLOPS if op.fn.data == "pow" else 1.0)(op)
+
+
+def _reduce(op: llm.ReduceOp) -> Work:
+    w, a = _split_inputs(op)
+    return Work(op.name, float(numel(op.input)), 32, w, a, nbytes(op.result))
+
+
+def _einsum(op: llm.EinsumOp) -> Work:
+    """2 flops (multiply, add) per point of the full index space."""
+    sizes = llm.einsum_sizes(op.equation.data, [v.type.get_shape() for v in op.inputs])
+    assert isinstance(sizes, dict)
+    w, a = _split_inputs(op)
+    return Work(op.name, 2.0 * math.prod(sizes.values()), 32, w, a, nbytes(op.result))
 
 
 COUNTERS: dict[type[Operation], Callable] = {
@@ -167,6 +193,14 @@ COUNTERS: dict[type[Operation], Callable] = {
     llm.ConcatOp: _copy,
     llm.SliceOp: _copy,
     llm.FusedOp: _fused,
+    llm.UnaryOp: _unary,
+    llm.BinaryOp: _binary,
+    llm.SelectOp: _elementwise(1.0),
+    llm.CastOp: _copy,
+    llm.ReduceOp: _reduce,
+    llm.GatherOp: _copy,
+    llm.BroadcastOp: _copy,
+    llm.EinsumOp: _einsum,
 }
 
 

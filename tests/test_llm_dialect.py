@@ -140,7 +140,33 @@ SNIPPETS: dict[type, tuple[str, str]] = {
     ),
     llm.SliceOp: (
         f"%x: {F}",
-        f"  %0 = llm.slice %x {{axis = 1 : i64, start = 2 : i64, end = 5 : i64}} : ({F}) -> tensor<4x3xf32>",
+        f"  %0 = llm.slice %x {{axis = 1 : i64, start = 2 : i64, end = 5 : i64}} : ({F}) -> tensor<4x3xf32>\n"
+        f"  %1 = llm.slice %x {{axis = 1 : i64, start = 0 : i64, end = 8 : i64, step = 2 : i64}} : ({F}) -> tensor<4x4xf32>",
+    ),
+    llm.UnaryOp: (f"%x: {F}", f'  %0 = llm.unary %x {{fn = "exp"}} : ({F}) -> {F}'),
+    llm.BinaryOp: (
+        f"%x: {F}, %y: tensor<8xf32>",
+        f'  %0 = llm.binary %x, %y {{fn = "sub"}} : ({F}, tensor<8xf32>) -> {F}\n'
+        f'  %1 = llm.binary %x, %y {{fn = "lt"}} : ({F}, tensor<8xf32>) -> tensor<4x8xi1>',
+    ),
+    llm.SelectOp: (
+        f"%c: tensor<4x8xi1>, %x: {F}, %y: tensor<1xf32>",
+        f"  %0 = llm.select %c, %x, %y : (tensor<4x8xi1>, {F}, tensor<1xf32>) -> {F}",
+    ),
+    llm.CastOp: (f"%x: {F}", f"  %0 = llm.cast %x : ({F}) -> tensor<4x8xi64>"),
+    llm.ReduceOp: (
+        f"%x: {F}",
+        f'  %0 = llm.reduce %x {{fn = "mean", axes = array<i64: 1>, keepdims}} : ({F}) -> tensor<4x1xf32>\n'
+        f'  %1 = llm.reduce %x {{fn = "max", axes = array<i64: 0, 1>}} : ({F}) -> tensor<f32>',
+    ),
+    llm.GatherOp: (
+        f"%x: {F}, %i: tensor<2xi64>",
+        f"  %0 = llm.gather %x, %i {{axis = 1 : i64}} : ({F}, tensor<2xi64>) -> tensor<4x2xf32>",
+    ),
+    llm.BroadcastOp: ("%x: tensor<1x8xf32>", "  %0 = llm.broadcast %x : (tensor<1x8xf32>) -> tensor<3x4x8xf32>"),
+    llm.EinsumOp: (
+        f"%x: {F}, %y: tensor<8x5xf32>",
+        f'  %0 = llm.einsum %x, %y {{equation = "ab,bc->ac"}} : ({F}, tensor<8x5xf32>) -> tensor<4x5xf32>',
     ),
     llm.FusedOp: (f"%x: {F}", FUSED),
     llm.YieldOp: (f"%x: {F}", FUSED),

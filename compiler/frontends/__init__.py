@@ -15,7 +15,6 @@ from pimc.frontends.llm_builder import build_module as build_model_module
 from pimc.frontends.tokenizer import folder_tokenizer, gguf_tokenizer
 from pimc.frontends.weights import WeightStore, checkpoint_files, load_checkpoint, random_weights, weight_shapes
 
-NOT_YET = {".onnx": "ONNX"}
 
 
 @dataclass(frozen=True)
@@ -82,15 +81,17 @@ class GgufSource(ModelSource):
 
 
 def read_model(spec: str) -> ModelSource:
-    """A preset name, a config.json file or a folder holding one, a .gguf file, or a kernel (`gemv:MxK`, `gemm:MxKxN`)."""
+    """A preset name, a config.json file or a folder holding one, a .gguf or .onnx file, or a kernel (`gemv:MxK`, `gemm:MxKxN`)."""
     if is_kernel_spec(spec):
         return ModelSource(parse_kernel(spec), spec)
     path = Path(spec)
     if path.suffix.lower() == ".gguf":
         gguf = GgufImport(path)
         return GgufSource(gguf.config, spec, gguf=gguf)
-    if path.suffix.lower() in NOT_YET:
-        raise ModelError(f"{spec}: {NOT_YET[path.suffix.lower()]} import is not built yet (use a config.json folder or a preset)")
+    if path.suffix.lower() == ".onnx":
+        from pimc.frontends.onnx import read_onnx  # imports this module: load it lazily
+
+        return read_onnx(spec)
     if path.exists():
         config = read_config_file(path)
         return ModelSource(config, spec, path if path.is_dir() else path.parent)
