@@ -208,6 +208,37 @@ def opt(
     typer.echo(print_module(module, generic), nl=False)
 
 
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="A sweep spec (.toml): [base] settings, then a [grid] or [[points]].")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Results directory (default out/NAME).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Local worker processes (default min(2, CPUs)).")] = None,
+    dask: Annotated[Optional[str], typer.Option("--dask", help="Run the points on the Dask scheduler at ADDRESS instead.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Forget finished points (the journal) and evaluate all again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimate every point of a grid over models, quantization and target fields; resumable."""
+    from pimc.sweep import load_spec, run_sweep
+    from pimc.sweep.results import to_json, to_markdown
+
+    loaded = load_spec(spec)
+    out = output or Path("out") / loaded.name
+    progress = None
+    if sys.stderr.isatty() and not as_json:
+        progress = lambda record: typer.echo(f"  {record['status']:5} {record['key']} ({record['wall_s'] or 0:.1f} s)", err=True)
+    result = run_sweep(loaded, out, workers=workers, dask=dask, fresh=fresh, on_record=progress)
+    if as_json:
+        typer.echo(to_json(loaded, result.rows), nl=False)
+    else:
+        typer.echo(to_markdown(loaded, result.rows), nl=False)
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+        typer.echo(f"{len(result.rows)} points ({counts}); evaluated {result.evaluated}, reused {result.reused} "
+                   f"in {result.wall_s:.1f} s; wrote {', '.join(str(p) for p in result.outputs.values())}")
+    if result.counts.get("crash"):
+        typer.echo(f"pimc: internal error: {result.counts['crash']} point(s) crashed (see the error column)", err=True)
+        raise typer.Exit(1)
+
+
 @targets_app.command("list")
 def targets_list() -> None:
     """Names of the bundled target presets."""

@@ -19,3 +19,7 @@ class ScheduleError(PimcError):
 
 class BundleError(PimcError):
     """A program bundle that is missing, incomplete or inconsistent."""
+
+
+class SweepError(PimcError):
+    """A sweep spec that cannot be read, fails validation, or names a bad model or target."""

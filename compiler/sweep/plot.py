@@ -1,0 +1,81 @@
+"""The Pareto plot of a sweep: decode throughput against decode energy per token, front marked.
+
+Drawn on a bare matplotlib Figure (no pyplot state), saved without a Software/date stamp so the
+same results give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+MAX_LABELS = 12
+SIZE_IN, DPI = (8.0, 5.5), 100
+
+
+def pareto_png(title: str, rows: Sequence[dict[str, Any]], axes: Sequence[str]) -> bytes:
+    """PNG bytes; every ok model point is drawn (colour per model), the front joined; points are
+    labelled with the values of the swept settings (only the front's when there are many)."""
+    fig = Figure(figsize=SIZE_IN, dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    plotted = [r for r in rows if r["status"] == "ok" and r["metrics"].get("tokens_per_s") is not None]
+    models = list(dict.fromkeys(r["params"]["model"] for r in plotted))
+    for i, model in enumerate(models):
+        mine = [r for r in plotted if r["params"]["model"] == model]
+        ax.scatter([r["metrics"]["joules_per_token"] for r in mine], [r["metrics"]["tokens_per_s"] for r in mine],
+                   s=28, color=f"C{i}", alpha=0.75, label=model, zorder=2)
+    front = sorted((r for r in plotted if r["pareto"]), key=lambda r: r["metrics"]["joules_per_token"])
+    if front:
+        xs = [r["metrics"]["joules_per_token"] for r in front]
+        ys = [r["metrics"]["tokens_per_s"] for r in front]
+        ax.plot(xs, ys, color="black", linewidth=1.2, drawstyle="steps-post", zorder=1)
+        ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="black", linewidths=1.4,
+                   label="Pareto front", zorder=3)
+    labelled = [a for a in axes if a != "model" or len(models) == 1]
+    named = plotted if len(plotted) <= MAX_LABELS else front[:MAX_LABELS]
+    for (x, y), group in _coincident(named).items():
+        text = ", ".join(f"{a}=" + "/".join(dict.fromkeys(_short(r["params"].get(a)) for r in group)) for a in labelled)
+        ax.annotate(text or "#" + "/".join(str(r["index"]) for r in group), (x, y), xytext=(6, 4),
+                    textcoords="offset points", fontsize=7, fontweight="bold" if any(r["pareto"] for r in group) else "normal")
+    if plotted:
+        for axis, values in (("x", [r["metrics"]["joules_per_token"] for r in plotted]),
+                             ("y", [r["metrics"]["tokens_per_s"] for r in plotted])):
+            if min(values) > 0 and max(values) / min(values) > 20:
+                (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no point with a tokens/s figure\n(all failed, or kernel-only sweep)",
+                ha="center", va="center", transform=ax.transAxes)
+    failed = sum(1 for r in rows if r["status"] != "ok")
+    ax.set_xlabel("decode energy (J/token)")
+    ax.set_ylabel("decode throughput (tokens/s)")
+    ax.set_title(f"{title}: {len(plotted)} points" + (f", {failed} failed" if failed else ""), fontsize=11)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
+
+
+def _coincident(rows: Sequence[dict[str, Any]], rel: float = 0.02) -> dict[tuple[float, float], list[dict[str, Any]]]:
+    """Rows grouped by where they are drawn (both figures within `rel` of the group's first), so
+    points on (nearly) the same spot share one label instead of overprinting."""
+    groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        x, y = r["metrics"]["joules_per_token"], r["metrics"]["tokens_per_s"]
+        spot = next((s for s in groups if _near(s[0], x, rel) and _near(s[1], y, rel)), (x, y))
+        groups.setdefault(spot, []).append(r)
+    return groups
+
+
+def _near(a: float, b: float, rel: float) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

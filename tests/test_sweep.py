@@ -1,0 +1,234 @@
+"""`pimc sweep`: spec validation, the same results on a local pool and a Dask cluster, resuming a
+killed sweep without recomputing finished points, failed points recorded, and the Pareto front."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import struct
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+import pimc
+import pimc.cli
+import pimc.sweep.runner as runner
+from pimc.errors import SweepError
+from pimc.sweep import load_spec, pareto_front, run_sweep
+from pimc.sweep.evaluate import evaluate
+
+GRID_2X2 = """
+name = "grid"
+[base]
+model = "tiny-llama"
+target = "zcu102-meadow"
+seq_len = 8
+context = 16
+abits = 8
+[grid]
+fpga.offchip_gbps = [6.0, 12.0]
+wbits = [4, 8]
+"""
+
+FAILING = """
+[base]
+model = "tiny-llama"
+target = "cpu-a76"
+seq_len = 8
+context = 16
+[[points]]
+wbits = 8
+[[points]]
+wbits = 8
+"dram.capacity_bytes" = 100000
+[[points]]
+wbits = 4
+"""
+
+
+def write_spec(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+# --- the spec -------------------------------------------------------------------------------------
+
+
+def test_grid_expands_in_order_with_overrides(tmp_path):
+    spec = load_spec(write_spec(tmp_path, GRID_2X2))
+    assert spec.name == "grid" and spec.axes == ("fpga.offchip_gbps", "wbits")
+    assert [(p.params["fpga.offchip_gbps"], p.params["wbits"]) for p in spec.points] == [(6.0, 4), (6.0, 8), (12.0, 4), (12.0, 8)]
+    assert [p.target.device("fpga").offchip_gbps for p in spec.points] == [6.0, 6.0, 12.0, 12.0]
+    assert len({p.key for p in spec.points}) == 4
+    assert all(p.options.abits == 8 and p.options.seq_len == 8 for p in spec.points)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\n[grid]\nwbits = [4, 3.5]",
+     "grid point 1 (wbits=3.5): wbits: unsupported weight bits 3.5"),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\nmodle = 'x'", "base.modle: unknown setting"),
+    ("[base]\ntarget = 'cpu-a76'\n[[points]]\nwbits = 4", "points[0]: model: missing required field"),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\n[grid]\nwbits = 4", "grid.wbits: expected a non-empty list"),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\nseq_len = 0", "base: seq_len: Input should be greater than 0"),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\n[grid]\ncpu.coers = [2, 4]", "has no field 'coers'"),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\n[grid]\n'cpu.cores' = [4, -1]",
+     "grid point 1 (cpu.cores=-1): cpu-a76.toml (with --set cpu.cores=-1): devices['cpu'].cores: Input should be greater than 0"),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\n[grid]\nwbits = [4]\n[[points]]\nwbits = 8", "either [grid] or [[points]]"),
+    ("[base]\nmodel = 'no-such-model'\ntarget = 'cpu-a76'", "model: "),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'no-such-target'", "unknown target 'no-such-target'"),
+    ("grdi = {}", "grdi: unknown field"),
+    ("[base\n", "invalid TOML"),
+])
+def test_bad_spec_is_one_error_naming_the_field(tmp_path, text, message):
+    path = write_spec(tmp_path, text)
+    with pytest.raises(SweepError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_bad_spec_exits_2_with_one_line_and_no_output(tmp_path):
+    path = write_spec(tmp_path, "[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\n[grid]\nabits = [8, 9]")
+    code, out, err = cli("sweep", path, "-o", tmp_path / "out")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("pimc: error: ") and "abits: unsupported activation bits 9" in err
+    assert not (tmp_path / "out").exists()
+
+
+def cli(*args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    pimc.cli._state["debug"] = False
+    with mock.patch.object(sys, "argv", ["pimc", *map(str, args)]), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with pytest.raises(SystemExit) as exit_info:
+            pimc.cli.main()
+    return exit_info.value.code, out.getvalue(), err.getvalue()
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+def test_local_pool_and_dask_cluster_give_identical_results(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    spec = write_spec(tmp_path, GRID_2X2)
+    local = run_sweep(spec, tmp_path / "local", workers=2)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        on_dask = run_sweep(spec, tmp_path / "dask", dask=cluster.scheduler_address)
+    assert local.evaluated == on_dask.evaluated == 4
+    for name in ("results.csv", "results.json", "pareto.png"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
+
+    # The figures are pimc.estimate's own, and the points really differ.
+    rows = csv_rows(tmp_path / "local" / "results.csv")
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    last = pimc.estimate("tiny-llama", "zcu102-meadow", seq_len=8, context=16, wbits=8, abits=8,
+                         overrides=["fpga.offchip_gbps=12.0"])
+    assert float(rows[3]["tokens_per_s"]) == last.tokens_per_s
+    assert float(rows[3]["joules_per_token"]) == last.joules_per_token
+    assert float(rows[3]["decode_offchip_bytes"]) == last.data["decode"]["offchip_bytes"]
+    assert len({r["tokens_per_s"] for r in rows}) == 4
+    assert png_size(tmp_path / "local" / "pareto.png") == (800, 550)
+    data = json.loads((tmp_path / "dask" / "results.json").read_text())
+    assert data["schema"] == "pimc.sweep/1" and [p["index"] for p in data["points"]] == [0, 1, 2, 3]
+    assert data["pareto"] == [p["index"] for p in data["points"] if p["pareto"]]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
+    spec = write_spec(tmp_path, GRID_2X2)
+    out = tmp_path / "out"
+    evaluated: list[str] = []
+
+    def counting(job):
+        evaluated.append(job.key)
+        return evaluate(job)
+
+    monkeypatch.setattr(runner, "evaluate", counting)
+
+    def kill_after_two(record):
+        if len(evaluated) == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_sweep(spec, out, workers=1, on_record=kill_after_two)
+    assert len(evaluated) == 2
+    assert len((out / "journal.jsonl").read_text().splitlines()) == 2
+    assert not (out / "results.csv").exists()  # no outputs from a sweep that did not finish
+
+    first = list(evaluated)
+    resumed = run_sweep(spec, out, workers=1)
+    assert resumed.evaluated == 2 and resumed.reused == 2
+    assert set(evaluated[2:]) == {p.key for p in load_spec(spec).points} - set(first)
+    assert [r["status"] for r in csv_rows(out / "results.csv")] == ["ok"] * 4
+
+    assert run_sweep(spec, out, workers=1).evaluated == 0
+    assert len(evaluated) == 4
+
+    # A journal line lost (and one torn mid-write) is recomputed; nothing else is.
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    (out / "journal.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])
+    before = (out / "results.csv").read_bytes()
+    again = run_sweep(spec, out, workers=1)
+    assert again.evaluated == 2 and len(evaluated) == 6
+    assert (out / "results.csv").read_bytes() == before
+
+    assert run_sweep(spec, out, workers=1, fresh=True).evaluated == 4
+
+
+def test_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+    spec = write_spec(tmp_path, FAILING)
+    code, out, err = cli("sweep", spec, "-o", tmp_path / "out", "--workers", "1")
+    assert code == 0, err
+    rows = csv_rows(tmp_path / "out" / "results.csv")
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+    assert "memory 'dram' overflows" in rows[1]["error"] and rows[1]["tokens_per_s"] == ""
+    assert rows[1]["dram.capacity_bytes"] == "100000" and rows[0]["dram.capacity_bytes"] == ""
+    assert rows[1]["pareto"] == "false"
+    assert "3 points (1 error, 2 ok); evaluated 3, reused 0" in out
+    # Errors are results too: a re-run does not retry them.
+    assert run_sweep(spec, tmp_path / "out", workers=1).evaluated == 0
+
+
+def test_equal_points_are_evaluated_once(tmp_path):
+    spec = write_spec(tmp_path, FAILING.replace('"dram.capacity_bytes" = 100000', "").replace("wbits = 4", "wbits = 8"))
+    result = run_sweep(spec, tmp_path / "out", workers=1)
+    assert result.evaluated == 1 and len(result.rows) == 3
+    assert len({r["metrics"]["tokens_per_s"] for r in result.rows}) == 1
+
+
+# --- the Pareto front -----------------------------------------------------------------------------
+
+
+def test_pareto_front_matches_hand_computed():
+    # (tokens/s, J/token): more tokens/s and fewer joules are better.
+    points = [
+        (10.0, 1.0),   # 0: front (the fastest... tied with 5 in speed, cheaper)
+        (8.0, 0.5),    # 1: front
+        (8.0, 0.6),    # 2: dominated by 1 (same speed, more energy)
+        (2.0, 0.1),    # 3: front (the most frugal)
+        None,          # 4: failed point: never on the front
+        (10.0, 1.2),   # 5: dominated by 0
+        (5.0, 0.5),    # 6: dominated by 1
+        (2.0, 0.1),    # 7: equal to 3: neither dominates the other
+    ]
+    assert pareto_front(points) == [True, True, False, True, False, False, False, True]
+    assert pareto_front([]) == []
