@@ -224,11 +224,17 @@ class Importer:
             for kind, arg in steps:
                 shape = tuple(shape[p] for p in arg) if kind == "T" else tuple(arg)
             return self.weight(WeightRef(v.name + name_suffix, shape))
-        array = v.value
-        for kind, arg in steps:
-            array = np.transpose(array, arg) if kind == "T" else array.reshape(arg)
         source = self.const_name(v)
-        return self.weight(Const(np.array(array, order="C"), v.static, v.positional, source + name_suffix))
+        key = ("relayout", source, tuple(steps), name_suffix)
+        if not v.static or key not in self.static_cache:  # folded once per model, not per function
+            array = v.value
+            for kind, arg in steps:
+                array = np.transpose(array, arg) if kind == "T" else array.reshape(arg)
+            array = np.array(array, order="C")
+            if not v.static:
+                return self.weight(Const(array, v.static, v.positional, source + name_suffix))
+            self.static_cache[key] = Const(array, True, v.positional, source + name_suffix)
+        return self.weight(self.static_cache[key])
 
     def op(self, cls, operands: Sequence[SSAValue | None], shape: Sequence[int], element: Attribute | None = None, **props) -> SSAValue:
         op = cls.create(

@@ -36,7 +36,7 @@ from pimc.frontends.onnx.emit import ONNX_NODE, POSITIONAL, AttentionSpec
 from pimc.frontends.onnx.masks import RopeSpec, causal_window, rope_from_tables, visible_from_mask
 
 RTOL, ATOL = 1e-4, 1e-5
-CONE_LIMIT = 48
+CONE_LIMIT = 32
 
 
 @dataclass
