@@ -223,9 +223,7 @@ def sweep(
 
     loaded = load_spec(spec)
     out = output or Path("out") / loaded.name
-    progress = None
-    if sys.stderr.isatty() and not as_json:
-        progress = lambda record: typer.echo(f"  {record['status']:5} {record['key']} ({record['wall_s'] or 0:.1f} s)", err=True)
+    progress = _sweep_progress(loaded) if sys.stderr.isatty() and not as_json else None
     result = run_sweep(loaded, out, workers=workers, dask=dask, fresh=fresh, on_record=progress)
     if as_json:
         typer.echo(to_json(loaded, result.rows), nl=False)
@@ -237,6 +235,23 @@ def sweep(
     if result.counts.get("crash"):
         typer.echo(f"pimc: internal error: {result.counts['crash']} point(s) crashed (see the error column)", err=True)
         raise typer.Exit(1)
+
+
+def _sweep_progress(spec):
+    """A line on stderr per finished point (terminals only): its swept settings and figures."""
+    points = {}
+    for point in spec.points:
+        points.setdefault(point.key, point)
+
+    def show(record: dict) -> None:
+        point = points[record["key"]]
+        where = ", ".join(f"{a}={point.params[a]}" for a in spec.axes) or "base"
+        metrics = record.get("metrics") or {}
+        figures = (f"{metrics['tokens_per_s']:.4g} tokens/s, {metrics['joules_per_token']:.4g} J/token"
+                   if metrics.get("tokens_per_s") is not None else record.get("error") or "")
+        typer.echo(f"  [{point.index}] {where}: {record['status']} {figures} ({record.get('wall_s') or 0:.1f} s)", err=True)
+
+    return show
 
 
 @targets_app.command("list")

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import struct
 import sys
 from pathlib import Path
@@ -232,3 +233,46 @@ def test_pareto_front_matches_hand_computed():
     ]
     assert pareto_front(points) == [True, True, False, True, False, False, False, True]
     assert pareto_front([]) == []
+
+
+def test_kernel_points_trade_calls_per_second_against_joules_per_call(tmp_path):
+    spec = write_spec(tmp_path, """
+[base]
+target = "ddr4-pud-x4"
+abits = 2
+[grid]
+model = ["gemv:4096x4096", "gemv:11008x4096"]
+wbits = [2, 4]
+""")
+    result = run_sweep(spec, tmp_path / "out", workers=1)
+    rows = csv_rows(tmp_path / "out" / "results.csv")
+    assert "tokens_per_s" not in rows[0] and [r["status"] for r in rows] == ["ok"] * 4
+    direct = pimc.estimate("gemv:11008x4096", "ddr4-pud-x4", wbits=4, abits=2).data["kernel"]
+    assert float(rows[3]["kernel_latency_s"]) == direct["latency_s"]
+    assert float(rows[3]["kernel_energy_j"]) == direct["energy_j"]
+    # The smaller matrix at fewer bits is faster and cheaper than the larger one at more bits.
+    assert rows[0]["pareto"] == "true" and rows[3]["pareto"] == "false"
+    assert [r["pareto"] for r in result.rows] == [r["pareto"] == "true" for r in rows]
+    assert png_size(tmp_path / "out" / "pareto.png") == (800, 550)
+
+
+def test_relative_target_file_and_an_edit_to_it_is_evaluated_again(tmp_path):
+    from pimc.targets.load import PRESETS_DIR
+
+    (tmp_path / "targets").mkdir()
+    target = tmp_path / "targets" / "my-cpu.toml"
+    target.write_text((PRESETS_DIR / "cpu-a76.toml").read_text())
+    spec = write_spec(tmp_path, "[base]\nmodel = 'tiny-llama'\ntarget = 'targets/my-cpu.toml'\nseq_len = 8\ncontext = 16")
+    first = run_sweep(spec, tmp_path / "out", workers=1)
+    assert first.evaluated == 1 and first.rows[0]["status"] == "ok"
+    assert run_sweep(spec, tmp_path / "out", workers=1).evaluated == 0
+    target.write_text(target.read_text().replace("bandwidth_gb_per_s = ", "bandwidth_gb_per_s = 0.5 * 0 + ", 1))
+    with pytest.raises(SweepError, match="my-cpu.toml: invalid TOML"):
+        load_spec(spec)
+    slower, edits = re.subn(r"bandwidth_gb_per_s = [0-9.e]+", "bandwidth_gb_per_s = 1.0", (PRESETS_DIR / "cpu-a76.toml").read_text())
+    assert edits == 1
+    target.write_text(slower)
+    second = run_sweep(spec, tmp_path / "out", workers=1)
+    assert second.evaluated == 1
+    assert second.rows[0]["params"]["target"] == "targets/my-cpu.toml"
+    assert second.rows[0]["metrics"]["ttft_s"] != first.rows[0]["metrics"]["ttft_s"]

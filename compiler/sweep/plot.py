@@ -1,4 +1,5 @@
-"""The Pareto plot of a sweep: decode throughput against decode energy per token, front marked.
+"""The Pareto plot of a sweep: decode throughput against energy per token (calls and energy per
+call for a kernel-only sweep), front marked.
 
 Drawn on a bare matplotlib Figure (no pyplot state), saved without a Software/date stamp so the
 same results give the same bytes.
@@ -13,6 +14,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pimc.sweep.results import UNITS, objective
+
 MAX_LABELS = 12
 SIZE_IN, DPI = (8.0, 5.5), 100
 
@@ -23,16 +26,18 @@ def pareto_png(title: str, rows: Sequence[dict[str, Any]], axes: Sequence[str]) 
     fig = Figure(figsize=SIZE_IN, dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    plotted = [r for r in rows if r["status"] == "ok" and r["metrics"].get("tokens_per_s") is not None]
+    units = {o[0] for r in rows if (o := objective(r))}
+    unit = "token" if "token" in units or not units else "call"
+    plotted = [r for r in rows if (objective(r) or ("",))[0] == unit]
     models = list(dict.fromkeys(r["params"]["model"] for r in plotted))
     for i, model in enumerate(models):
         mine = [r for r in plotted if r["params"]["model"] == model]
-        ax.scatter([r["metrics"]["joules_per_token"] for r in mine], [r["metrics"]["tokens_per_s"] for r in mine],
+        ax.scatter([_xy(r)[0] for r in mine], [_xy(r)[1] for r in mine],
                    s=28, color=f"C{i}", alpha=0.75, label=model, zorder=2)
-    front = sorted((r for r in plotted if r["pareto"]), key=lambda r: r["metrics"]["joules_per_token"])
+    front = sorted((r for r in plotted if r["pareto"]), key=lambda r: _xy(r)[0])
     if front:
-        xs = [r["metrics"]["joules_per_token"] for r in front]
-        ys = [r["metrics"]["tokens_per_s"] for r in front]
+        xs = [_xy(r)[0] for r in front]
+        ys = [_xy(r)[1] for r in front]
         ax.plot(xs, ys, color="black", linewidth=1.2, drawstyle="steps-post", zorder=1)
         ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="black", linewidths=1.4,
                    label="Pareto front", zorder=3)
@@ -43,18 +48,21 @@ def pareto_png(title: str, rows: Sequence[dict[str, Any]], axes: Sequence[str]) 
         ax.annotate(text or "#" + "/".join(str(r["index"]) for r in group), (x, y), xytext=(6, 4),
                     textcoords="offset points", fontsize=7, fontweight="bold" if any(r["pareto"] for r in group) else "normal")
     if plotted:
-        for axis, values in (("x", [r["metrics"]["joules_per_token"] for r in plotted]),
-                             ("y", [r["metrics"]["tokens_per_s"] for r in plotted])):
+        for axis, values in (("x", [_xy(r)[0] for r in plotted]),
+                             ("y", [_xy(r)[1] for r in plotted])):
             if min(values) > 0 and max(values) / min(values) > 20:
                 (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
         ax.legend(fontsize=8, loc="best")
     else:
-        ax.text(0.5, 0.5, "no point with a tokens/s figure\n(all failed, or kernel-only sweep)",
+        ax.text(0.5, 0.5, "no point to plot: all failed",
                 ha="center", va="center", transform=ax.transAxes)
     failed = sum(1 for r in rows if r["status"] != "ok")
-    ax.set_xlabel("decode energy (J/token)")
-    ax.set_ylabel("decode throughput (tokens/s)")
-    ax.set_title(f"{title}: {len(plotted)} points" + (f", {failed} failed" if failed else ""), fontsize=11)
+    other = len(rows) - failed - len(plotted)
+    ylabel, xlabel = UNITS[unit]
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}: {len(plotted)} points" + (f", {failed} failed" if failed else "")
+                 + (f", {other} kernel points not shown" if other else ""), fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     out = io.BytesIO()
@@ -67,7 +75,7 @@ def _coincident(rows: Sequence[dict[str, Any]], rel: float = 0.02) -> dict[tuple
     points on (nearly) the same spot share one label instead of overprinting."""
     groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
     for r in rows:
-        x, y = r["metrics"]["joules_per_token"], r["metrics"]["tokens_per_s"]
+        x, y = _xy(r)
         spot = next((s for s in groups if _near(s[0], x, rel) and _near(s[1], y, rel)), (x, y))
         groups.setdefault(spot, []).append(r)
     return groups
@@ -75,6 +83,12 @@ def _coincident(rows: Sequence[dict[str, Any]], rel: float = 0.02) -> dict[tuple
 
 def _near(a: float, b: float, rel: float) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def _xy(row: dict[str, Any]) -> tuple[float, float]:
+    """Where a point is drawn: (energy per unit, rate)."""
+    _, rate, energy = objective(row)
+    return energy, rate
 
 
 def _short(value: Any) -> str:

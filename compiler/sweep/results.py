@@ -32,20 +32,38 @@ def build_rows(spec: SweepSpec, records: Mapping[str, dict[str, Any]]) -> list[d
             "metrics": record.get("metrics") or {},
             "devices": record.get("devices") or {},
         })
-    front = pareto_front([_objectives(row) for row in rows])
-    for row, optimal in zip(rows, front):
-        row["pareto"] = optimal
+    for unit in UNITS:
+        mine = [row for row in rows if (objective(row) or ("",))[0] == unit]
+        for row, optimal in zip(mine, pareto_front([objective(row)[1:] for row in mine])):
+            row["pareto"] = optimal
+    for row in rows:
+        row.setdefault("pareto", False)
     return rows
 
 
-def _objectives(row: dict[str, Any]) -> tuple[float, float] | None:
-    tps, jpt = row["metrics"].get("tokens_per_s"), row["metrics"].get("joules_per_token")
-    return (tps, jpt) if row["status"] == "ok" and tps is not None and jpt is not None else None
+UNITS = {
+    "token": ("decode throughput (tokens/s)", "decode energy (J/token)"),
+    "call": ("kernel throughput (calls/s)", "kernel energy (J/call)"),
+}
+"""What the Pareto front trades, per kind of point: models per generated token, kernels per call."""
+
+
+def objective(row: dict[str, Any]) -> tuple[str, float, float] | None:
+    """(unit, rate, energy per unit) of an ok point: tokens/s and J/token for a model, calls/s and
+    J/call for a kernel; None for a failed point."""
+    m = row["metrics"]
+    if row["status"] != "ok":
+        return None
+    if m.get("tokens_per_s") is not None and m.get("joules_per_token") is not None:
+        return "token", m["tokens_per_s"], m["joules_per_token"]
+    if m.get("kernel_latency_s") and m.get("kernel_energy_j") is not None:
+        return "call", 1.0 / m["kernel_latency_s"], m["kernel_energy_j"]
+    return None
 
 
 def pareto_front(points: Sequence[tuple[float, float] | None]) -> list[bool]:
-    """Which (tokens/s, J/token) points no other point dominates (at least as fast and as frugal,
-    better in one); None (failed or kernel points) is never on the front."""
+    """Which (rate, energy) points no other point dominates (at least as fast and as frugal, better
+    in one); None (a failed point) is never on the front."""
     def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
         return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
@@ -101,17 +119,21 @@ def to_json(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> str:
 def to_markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> str:
     """A table of the swept settings and headline figures; `*` marks the Pareto front."""
     axes = list(spec.axes)
+    figures = [(k, h) for k, h in MARKDOWN_FIGURES if any(r["metrics"].get(k) is not None for r in rows)]
     lines = [
-        "| # | " + " | ".join(axes) + " | status | tokens/s | J/token | TTFT s | Pareto |",
-        "|---|" + "---|" * len(axes) + "---|---:|---:|---:|:---:|",
+        "| # | " + " | ".join([*axes, "status", *(h for _, h in figures), "Pareto"]) + " |",
+        "|---|" + "---|" * (len(axes) + 1) + "---:|" * len(figures) + ":---:|",
     ]
     for row in rows:
-        m = row["metrics"]
         status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row['error']}"
-        figures = [_fmt(m.get(k)) for k in ("tokens_per_s", "joules_per_token", "ttft_s")]
-        values = [_cell(row["params"].get(a)) for a in axes]
-        lines.append(f"| {row['index']} | " + " | ".join([*values, status, *figures, "*" if row["pareto"] else ""]) + " |")
+        cells = [*(_cell(row["params"].get(a)) for a in axes), status,
+                 *(_fmt(row["metrics"].get(k)) for k, _ in figures), "*" if row["pareto"] else ""]
+        lines.append(f"| {row['index']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+MARKDOWN_FIGURES = (("tokens_per_s", "tokens/s"), ("joules_per_token", "J/token"), ("ttft_s", "TTFT s"),
+                    ("kernel_latency_s", "kernel s"), ("kernel_energy_j", "kernel J"))
 
 
 def _fmt(value: float | None) -> str:

@@ -214,6 +214,20 @@ def _resolve(settings: list[tuple[str, dict]], path: Path, shown: str) -> tuple[
     return tuple(points)
 
 
+def _file_digest(model: str) -> str | None:
+    """sha256 of a model file (or of the config.json in a model folder), so an edited model is
+    evaluated again; None for presets and kernels."""
+    path = Path(model)
+    path = path / "config.json" if path.is_dir() else path
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _near_spec(spec: str, path: Path) -> str:
     """A relative file path is taken relative to the spec's folder; anything else stays as written."""
     candidate = path.parent / spec
@@ -226,10 +240,12 @@ def _toml_value(value: Any) -> str:
 
 
 def _key(model: str, target: Target, options: Options) -> str:
-    """Hash of what determines the result: model spec, resolved target, options, pimc version."""
+    """Hash of what determines the result: model (spec and file content), resolved target, options,
+    pimc version."""
     canonical = {
         "pimc": __version__,
         "model": model,
+        "model_file": _file_digest(model),
         "target": target.model_dump(mode="json"),
         "options": options.model_dump(exclude={"model", "target"}),
     }
