@@ -16,8 +16,9 @@ from xdsl.dialects.builtin import ModuleOp
 
 from pimc.errors import ModelError, PimcError
 from pimc.frontends import ModelSource
-from pimc.frontends.onnx.assemble import Assembler
+from pimc.frontends.onnx.assemble import Assembler, build_kernel_module, graph_inputs, ids_input
 from pimc.frontends.onnx.reader import OnnxModel, first_line, load_onnx
+from pimc.frontends.onnx.weights import WeightTable
 from pimc.frontends.weights import WeightStore, weight_shapes
 
 
@@ -34,7 +35,8 @@ class OnnxModelSource(ModelSource):
 
     @property
     def is_kernel(self) -> bool:
-        return False
+        """A shape-only graph (no token-id input): one `@kernel` function, for `pimc estimate` only."""
+        return ids_input(self.model) is None
 
     @property
     def has_checkpoint(self) -> bool:
@@ -47,6 +49,9 @@ class OnnxModelSource(ModelSource):
         return self._state["model"]
 
     def build(self, seq_len: int, context: int) -> ModuleOp:
+        if self.is_kernel:
+            table = self._state["table"] = WeightTable()
+            return guarded(self.path, lambda: build_kernel_module(self.model, graph_float_type(self.model), table))
         assembler = Assembler(self.model)
         module = guarded(self.path, lambda: assembler.build(seq_len, context))
         self._state["table"] = assembler.table
@@ -63,8 +68,18 @@ class OnnxModelSource(ModelSource):
         shapes = weight_shapes(module)
         missing = [n for n in shapes if n not in table.arrays]
         if missing:
-            raise ModelError(f"{self.spec}: the module reads weight '{missing[0]}' that the ONNX import did not produce")
+            raise ModelError(f"{self.spec}: weight '{missing[0]}' is a graph input without values (a shape-only model: use pimc estimate)")
         return table.subset(shapes)
+
+
+def graph_float_type(model: OnnxModel):
+    """The float type a shape-only graph's inputs declare (its costs count those bytes); f32 otherwise."""
+    import onnx
+    from xdsl.dialects.builtin import bf16, f16, f32
+
+    types = {onnx.TensorProto.BFLOAT16: bf16, onnx.TensorProto.FLOAT16: f16}
+    declared = [i.type.tensor_type.elem_type for i in graph_inputs(model) if i.type.HasField("tensor_type")]
+    return next((types[t] for t in declared if t in types), f32)
 
 
 def guarded(path: Path, work):

@@ -57,6 +57,52 @@ def fixed_length(model: OnnxModel) -> int | None:
     return d[-1] if d and isinstance(d[-1], int) and d[-1] > 0 else None
 
 
+def build_kernel_module(model: OnnxModel, fp, table: WeightTable) -> ModuleOp:
+    """A shape-only graph (weights and caches as graph inputs, a float activation input) as one function
+    `@kernel` for cost estimates: the first float input is the argument, every other input a weight
+    known by name and shape (no values; initializers keep theirs in `table`), float tensors keep the
+    graph's element type (bf16 ...)."""
+    from pimc.frontends.kernels import KERNEL_FUNCTION
+    from pimc.frontends.onnx.emit import WeightRef, element_of_onnx
+
+    where = str(model.path)
+    inputs = graph_inputs(model)
+    if not inputs or not is_float(inputs[0]):
+        raise ModelError(f"{where}: a graph without token ids needs a float activation as its first input")
+    shapes = []
+    for info in inputs:
+        d = dims(info)
+        if any(not isinstance(x, int) or x <= 0 for x in d):
+            raise ModelError(f"{where}: graph input '{info.name}' has shape {d}; shape-only graphs need fixed dimensions")
+        shapes.append(tuple(d))
+    arg_type = TensorType(element_of_onnx(inputs[0].type.tensor_type.elem_type, fp), list(shapes[0]))
+    block = Block(arg_types=[arg_type])
+    block.args[0].name_hint = "x"
+    importer = Importer(model, 0, table, {}, {}, fp)
+    importer.b = Builder(InsertPoint.at_end(block))
+    bindings = {inputs[0].name: block.args[0]}
+    bindings |= {info.name: WeightRef(info.name, shape) for info, shape in zip(inputs[1:], shapes[1:])}
+    importer.run(block, bindings, None)
+    results = []
+    for out in model.graph.output:
+        value = importer.env.get(out.name)
+        if value is None or isinstance(value, Const) or not hasattr(value, "type"):
+            raise ModelError(f"{where}: graph output '{out.name}' is not computed from the inputs")
+        results.append(value)
+    Builder(InsertPoint.at_end(block)).insert(func.ReturnOp(*results))
+    fn = func.FuncOp(KERNEL_FUNCTION, ([arg_type], [r.type for r in results]), Region(block))
+    raise_function(fn, RaiseContext({}, None, 0, {}), attention=False)
+    for op in fn.body.walk():
+        op.attributes.pop(ONNX_NODE, None)
+    try:
+        fn.verify()
+    except VerifyException as e:
+        raise ModelError(f"{where}: the imported kernel function does not verify ({e})") from None
+    module = ModuleOp([fn])
+    module.attributes["pimc.model"] = StringAttr(model.name)
+    return module
+
+
 class Assembler:
     """Builds the functions of one model; keeps folded constants and weights shared between them."""
 

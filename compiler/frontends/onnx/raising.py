@@ -599,10 +599,12 @@ class FoldTransposes(RewritePattern):
             rewriter.replace(op, [new], [new.results[0]])
 
 
-def raise_function(fn: func.FuncOp, ctx: RaiseContext) -> None:
-    """Run the raising patterns, then fold layout ops and drop what became dead."""
+def raise_function(fn: func.FuncOp, ctx: RaiseContext, attention: bool = True) -> None:
+    """Run the raising patterns, then fold layout ops and drop what became dead. Without `attention`
+    (shape-only graphs: no token positions) attention stays as its matmuls and softmax."""
     PatternRewriteWalker(GreedyRewritePatternApplier([RaiseCone(ctx)]), walk_reverse=True, apply_recursively=False).rewrite_region(fn.body)
-    PatternRewriteWalker(GreedyRewritePatternApplier([RaiseAttention(ctx)]), apply_recursively=False).rewrite_region(fn.body)
-    PatternRewriteWalker(GreedyRewritePatternApplier([UnrepeatKeyValues(ctx)]), apply_recursively=False).rewrite_region(fn.body)
+    if attention:
+        PatternRewriteWalker(GreedyRewritePatternApplier([RaiseAttention(ctx)]), apply_recursively=False).rewrite_region(fn.body)
+        PatternRewriteWalker(GreedyRewritePatternApplier([UnrepeatKeyValues(ctx)]), apply_recursively=False).rewrite_region(fn.body)
     canonical = [FoldLinearBias(ctx), FoldReshapes(), FoldTransposes()]
     PatternRewriteWalker(GreedyRewritePatternApplier(canonical)).rewrite_region(fn.body)
