@@ -1,0 +1,91 @@
+"""pimc against Stream on the LLaMA-like ONNX decode stack Stream was timed on (REFERENCE.md).
+
+The graphs come from ../shared/bench/stream_llama_onnx.py (hidden 2048, 32 heads, FFN 5632, KV context
+512; weights and caches are graph inputs, bf16). Stream 2.1.1 on this kind of machine: 1 layer 6.7 s
+CPU, 4 layers 121 s CPU. pimc compiles the same files with `pimc.estimate` for
+
+  cpu-a76          the preset: one 4-core device (what pimc ships), and
+  a76-4core        the same silicon as four 1-core devices, each given a quarter of the one LPDDR4X
+                   bus (bandwidth_efficiency 0.25: a static share, since the mapper does not model
+                   contention), so that ops of neighbouring layers can overlap as on Stream's cores.
+
+Reports pimc's CPU and wall time per graph, the speed-up over Stream's CPU time, and the modelled
+latency of 4 layers over 4 x 1 layer. Usage: python bench/stream_compare.py [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pimc
+from pimc.targets import load_target
+
+STREAM_CPU_S = {1: 6.7, 4: 121.0}
+BUILDER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "stream_llama_onnx.py"
+
+
+def four_core_target():
+    """cpu-a76's numbers as four single-core devices sharing the bus in equal static shares."""
+    base = load_target("cpu-a76")
+    cpu = base.devices[0]
+    cores = [cpu.model_copy(update={"name": f"core{i}", "cores": 1, "bandwidth_efficiency": cpu.bandwidth_efficiency / 4})
+             for i in range(cpu.cores)]
+    return base.model_copy(update={"name": "a76-4core", "devices": cores})
+
+
+def build_graph(builder: Path, path: Path, layers: int) -> None:
+    spec = importlib.util.spec_from_file_location("stream_llama_onnx", builder)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.build(str(path), mode="decode", layers=layers)
+
+
+def measure(path: Path, target) -> dict:
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    report = pimc.estimate(str(path), target)
+    cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+    schedule = report.data["schedule"]
+    return {"cpu_s": cpu_s, "wall_s": wall_s, "latency_s": report.data["kernel"]["latency_s"],
+            "solver": schedule["solver"], "status": schedule["status"], "gap": schedule["gap"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--builder", type=Path, default=BUILDER, help="stream_llama_onnx.py (default: ../shared/bench/)")
+    args = parser.parse_args()
+    if not args.builder.is_file():
+        sys.exit(f"stream_compare: {args.builder} not found (the shared graph builder; pass --builder)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = {}
+        for layers in STREAM_CPU_S:
+            graphs[layers] = Path(tmp, f"llama_decode_{layers}.onnx")
+            build_graph(args.builder, graphs[layers], layers)
+        pimc.estimate(str(graphs[1]), "cpu-a76")  # warm-up: imports and caches, not part of the comparison
+        for target in ("cpu-a76", four_core_target()):
+            per_layers = {layers: measure(graphs[layers], target) for layers in STREAM_CPU_S}
+            name = target if isinstance(target, str) else target.name
+            for layers, m in per_layers.items():
+                rows.append({"target": name, "layers": layers, **m, "stream_cpu_s": STREAM_CPU_S[layers],
+                             "speedup_vs_stream": STREAM_CPU_S[layers] / m["cpu_s"]})
+            rows[-1]["latency_4_over_4x1"] = per_layers[4]["latency_s"] / (4 * per_layers[1]["latency_s"])
+    if args.json:
+        print(json.dumps({"rows": rows}, indent=2))
+        return
+    print(f"{'target':<10} {'layers':>6} {'pimc cpu s':>10} {'wall s':>7} {'Stream cpu s':>12} {'speed-up':>9} "
+          f"{'latency ms':>10} {'solver':<22} {'4L / 4x1L':>9}")
+    for r in rows:
+        ratio = f"{r['latency_4_over_4x1']:.3f}" if "latency_4_over_4x1" in r else ""
+        print(f"{r['target']:<10} {r['layers']:>6} {r['cpu_s']:>10.2f} {r['wall_s']:>7.2f} {r['stream_cpu_s']:>12.1f} "
+              f"{r['speedup_vs_stream']:>8.1f}x {r['latency_s'] * 1e3:>10.3f} {r['solver'] + '/' + r['status']:<22} {ratio:>9}")
+
+
+if __name__ == "__main__":
+    main()
