@@ -22,6 +22,7 @@ from pimc.errors import PimcError
 from pimc.execute import Executor
 from pimc.frontends import ModelSource, read_model
 from pimc.frontends.kernels import KERNEL_FUNCTION
+from pimc.mapping import MapOptions, Objective
 from pimc.placement import placement_table
 from pimc.pipeline import graph_passes, map_and_lower, report_sections, target_passes, weight_passes
 from pimc.report import PhaseStats, build_kernel_report, build_report, device_usage, to_json, to_markdown
@@ -203,9 +204,15 @@ def compile(
     seed: int = 0,
     dataflow: str = "auto",
     fuse: bool = False,
+    objective: str = "latency",
+    time_limit: float = 1.0,
+    solver: str = "cpsat",
 ) -> Program:
-    """Compile `model` for `target`: prefill of `seq_len` tokens and decode with a KV cache of `context`."""
+    """Compile `model` for `target`: prefill of `seq_len` tokens and decode with a KV cache of `context`.
+    The mapper minimizes `objective` (latency | energy | offchip | mix[:latency=W,...]) with `solver`
+    (cpsat | heft | topo-lru | single:DEVICE), `time_limit` per CP-SAT solve."""
     started = time.perf_counter()
+    mapping = _map_options(objective, time_limit, solver)
     source, tgt = _prepare(model, target, overrides)
     if source.is_kernel:
         raise PimcError(f"{source.spec}: a kernel model has no tokens to run; use `pimc estimate` for its cost")
@@ -216,7 +223,7 @@ def compile(
     store = source.load_weights(module, weights, seed)
     weight_passes(module, store, tgt)
     tokenizer, tokenizer_note = _tokenizer(source)
-    lowered = map_and_lower(module, tgt)
+    lowered = map_and_lower(module, tgt, mapping)
     schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
     manifest = {
         "schema": "pimc.bundle/1",
@@ -234,6 +241,9 @@ def compile(
             "seed": seed,
             "dataflow": dataflow,
             "fuse": fuse,
+            "objective": mapping.objective.name,
+            "time_limit": time_limit,
+            "solver": solver,
         },
         "schedule": _schedule_summary(lowered.mapped),
         "placement": placement_table(lowered.mapped),
@@ -263,15 +273,19 @@ def estimate(
     overrides: Sequence[str] = (),
     dataflow: str = "auto",
     fuse: bool = False,
+    objective: str = "latency",
+    time_limit: float = 1.0,
+    solver: str = "cpsat",
 ) -> Report:
     """Cost only (no weights): schedule one prefill and one decode step and report them."""
     started = time.perf_counter()
+    mapping = _map_options(objective, time_limit, solver)
     source, tgt = _prepare(model, target, overrides)
     context = context or _default_context(seq_len)
     module = source.build(seq_len, context)
     graph_passes(module, wbits, group, abits)
     target_passes(module, tgt, dataflow, fuse)
-    lowered = map_and_lower(module, tgt)
+    lowered = map_and_lower(module, tgt, mapping)
     manifest = {
         "model": source.name,
         "options": {"seq_len": seq_len, "context": context},
@@ -291,16 +305,28 @@ def load(path: str | Path) -> Program:
     return load_bundle(Path(path))
 
 
+def _map_options(objective: str, time_limit: float, solver: str) -> MapOptions:
+    from pimc.mapping import SOLVERS
+
+    if not time_limit > 0:
+        raise PimcError(f"time limit {time_limit}: expected a number of seconds > 0")
+    if solver not in SOLVERS and not solver.startswith("single:"):
+        raise PimcError(f"solver '{solver}': expected {', '.join(SOLVERS)} or single:DEVICE")
+    return MapOptions(solver=solver, objective=Objective.parse(objective), time_limit_s=time_limit)
+
+
 def _schedule_summary(mapped) -> dict[str, Any]:
     phases = {
-        f.name: {"solver": f.schedule.solver, "status": f.schedule.status, "objective": f.schedule.objective, "bound": f.schedule.bound, "gap": f.schedule.gap}
+        f.name: {"solver": f.schedule.solver, "status": f.schedule.status, "objective": f.schedule.objective,
+                 "bound": f.schedule.bound, "gap": f.schedule.gap, "objective_kind": f.schedule.objective_kind,
+                 "note": f.schedule.note}
         for f in mapped
     }
-    first = next(iter(phases.values()))
+    statuses = [p["status"] for p in phases.values()]
     bounds = [p["bound"] for p in phases.values()]
     return {
-        "solver": first["solver"],
-        "status": first["status"],
+        "solver": ",".join(dict.fromkeys(p["solver"] for p in phases.values())),
+        "status": next((s for s in statuses if s != "OPTIMAL"), statuses[0]),
         "objective": sum(p["objective"] for p in phases.values()),
         "bound": None if None in bounds else sum(bounds),
         "gap": None if None in bounds else max(p["gap"] for p in phases.values()),

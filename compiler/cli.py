@@ -32,6 +32,9 @@ GroupOpt = Annotated[int, typer.Option("--group", help="Quantization group size 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
 FuseOpt = Annotated[bool, typer.Option("--fuse/--no-fuse", help="Fuse op chains into one kernel where that is cheaper (intermediates stay on chip).")]
 DataflowOpt = Annotated[str, typer.Option("--dataflow", help="Attention dataflow where a device offers several: auto | gemm | tphs.")]
+ObjectiveOpt = Annotated[str, typer.Option("--objective", help="Mapper objective: latency | energy | offchip | mix[:latency=W,energy=W,offchip=W].")]
+TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="CP-SAT limit per solve (deterministic seconds; results are reproducible).")]
+SolverOpt = Annotated[str, typer.Option("--solver", help="Mapper: cpsat | heft | topo-lru | single:DEVICE (baselines for comparison).")]
 
 
 def _version(value: bool) -> None:
@@ -67,6 +70,9 @@ def compile(
     seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
     dataflow: DataflowOpt = "auto",
     fuse: FuseOpt = False,
+    objective: ObjectiveOpt = "latency",
+    time_limit: TimeLimitOpt = 1.0,
+    solver: SolverOpt = "cpsat",
     as_json: JsonOpt = False,
 ) -> None:
     """Compile MODEL for a target into a program bundle."""
@@ -75,6 +81,7 @@ def compile(
     program = pimc.compile(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group,
         overrides=overrides or (), weights=weights, seed=seed, dataflow=dataflow, fuse=fuse,
+        objective=objective, time_limit=time_limit, solver=solver,
     )
     path = program.save(output)
     if as_json:
@@ -163,12 +170,15 @@ def estimate(
     overrides: SetOpt = None,
     dataflow: DataflowOpt = "auto",
     fuse: FuseOpt = False,
+    objective: ObjectiveOpt = "latency",
+    time_limit: TimeLimitOpt = 1.0,
+    solver: SolverOpt = "cpsat",
     as_json: JsonOpt = False,
 ) -> None:
     """Cost of one prefill and one decode step of MODEL on a target."""
     report = pimc.estimate(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group, overrides=overrides or (),
-        dataflow=dataflow, fuse=fuse,
+        dataflow=dataflow, fuse=fuse, objective=objective, time_limit=time_limit, solver=solver,
     )
     _emit_report(report, as_json)
 

@@ -13,6 +13,7 @@ from pimc.dialects import llm
 from pimc.errors import PimcError
 from pimc.ir import make_context, print_module, verify
 from pimc.mapping.from_ir import MappedFunction, annotate, map_module
+from pimc.mapping.mapper import MapOptions
 from pimc.passes import ConvertLlmToCpuPass, QuantizePass
 from pimc.passes.cim_select import select_resident_weights
 from pimc.passes.convert_llm_to_cim import LowerCimPass
@@ -65,10 +66,11 @@ def weight_passes(module: ModuleOp, weights, target: Target) -> None:
     pack_weights(module, weights, target)
 
 
-def map_and_lower(module: ModuleOp, target: Target) -> Lowered:
-    """Schedule on `target` (checked), record the graph-level IR, then lower to device dialects."""
+def map_and_lower(module: ModuleOp, target: Target, mapping: MapOptions = MapOptions()) -> Lowered:
+    """Schedule on `target` (CP-SAT by default; checked), record the graph-level IR, then lower
+    to device dialects."""
     llm_ir = print_module(module)
-    mapped = map_module(module, target)
+    mapped = map_module(module, target, mapping)
     annotate(mapped, target)
     record_target(module, target)  # device numbers for the lowerings
     for kind in sorted({d.kind for d in target.devices}):

@@ -78,3 +78,6 @@ class DeviceKind:
     target_cost: TargetCostFn | None = None
     """For kinds whose cost reads other parts of the target (a DRAM-PUD module's host CPU):
     `op_cost` calls it instead of `cost`."""
+    resident_weights: bool = False
+    """The device computes on weights stored in place (crossbar cells, PUD bit-plane layout): the
+    mapper keeps such weights in the device's memory for the whole schedule instead of streaming."""

@@ -142,7 +142,7 @@ def test_determinism_and_json_round_trip():
     assert back == s
     assert json.dumps(back.to_json()) == a
     assert list(json.loads(a)) == ["schema", "solver", "status", "objective", "bound", "gap",
-                                   "makespan_s", "slots", "residency", "transfers"]
+                                   "objective_kind", "note", "makespan_s", "slots", "residency", "transfers"]
 
 
 # -- checker rejects corrupted schedules --------------------------------------------------------
@@ -223,7 +223,7 @@ def test_checker_message_is_one_line_with_count(good):
     with pytest.raises(ScheduleError) as e:
         check_schedule(p, bad)
     msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("invalid schedule (5 violations)")
+    assert "\n" not in msg and msg.startswith("invalid schedule (6 violations)")  # 4 missing ops, w out of range, output y not kept
 
 
 def _random_problem(seed: int, n: int = 40) -> MappingProblem:

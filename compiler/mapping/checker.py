@@ -3,6 +3,12 @@
 It only reads the problem and the schedule (never calls a scheduler), so a bug in a solver
 cannot hide itself. Times are compared with a relative tolerance of 1e-9; intervals that only
 touch (end == start) do not overlap.
+
+Data flow: every residency needs an origin inside it: the tensor was there at time 0 (inputs,
+weights, unwritten state, in one home memory), its producer ran there, or a transfer (copy, spill
+or reload) brought it; nothing reads a copy before its origin delivered the data. Weights and
+state stay in their home until the end, outputs somewhere until the end, and a resident device's
+weights sit in its own memory from time 0.
 """
 
 from __future__ import annotations
@@ -153,6 +159,8 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
                 v.append(f"tensor {tr.tensor!r} not resident in {m!r} during its transfer "
                          f"[{tr.start_s}, {tr.end_s}]")
 
+    v += _data_flow_violations(problem, schedule, ok, res_of)
+
     # Memories: known, capacity at every instant, addresses in range and disjoint.
     per_mem = defaultdict(list)
     for r in schedule.residency:
@@ -193,4 +201,81 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
                     v.append(f"tensors {a.tensor!r} and {r.tensor!r} overlap in {m!r} at addresses "
                              f"[{max(lo, alo)}, {min(hi, ahi)}) during [{r.start_s}, {min(r.end_s, a.end_s)}]")
             active.append(r)
+    return v
+
+
+def _data_flow_violations(problem: MappingProblem, schedule: Schedule, ok: dict, res_of: dict) -> list[str]:
+    """Origins of residencies, reads after arrival, pinned weights/state/outputs, resident devices."""
+    v: list[str] = []
+    mem_of = problem.memory_of
+    makespan = schedule.makespan_s
+    into = defaultdict(list)
+    for tr in schedule.transfers:
+        into[(tr.tensor, tr.dst_memory)].append(tr)
+    ready: dict[int, float] = {}  # id(residency) -> when its data is there
+    starts_at_zero = defaultdict(set)
+    for (t, m), rs in sorted(res_of.items()):
+        if t not in problem.tensors:
+            continue
+        p = ok.get(problem.producer.get(t, ""))
+        for r in rs:
+            origins = []
+            if p is not None and mem_of[p.device] == m and not _before(p.start_s, r.start_s) and not _before(r.end_s, p.end_s):
+                origins.append(p.end_s)
+            for tr in into[(t, m)]:
+                if not _before(tr.start_s, r.start_s) and not _before(r.end_s, tr.end_s):
+                    origins.append(tr.end_s)
+            if not origins and problem.is_initial(t) and not _before(0.0, r.start_s):
+                origins.append(0.0)
+                starts_at_zero[t].add(m)
+            if not origins:
+                v.append(f"tensor {t!r} appears in {m!r} at {r.start_s} s from nowhere (no producer, "
+                         f"transfer or initial placement)")
+                continue
+            ready[id(r)] = min(origins)
+
+    def read_ok(t: str, m: str, a: float, b: float) -> bool:
+        return any(_covers(r, a, b) and id(r) in ready and not _before(a, ready[id(r)]) for r in res_of[(t, m)])
+
+    for op in problem.ops:
+        s = ok.get(op.name)
+        if s is None:
+            continue
+        m = mem_of[s.device]
+        for t in dict.fromkeys(op.inputs):
+            if problem.producer.get(t) != op.name and res_of[(t, m)] and any(_covers(r, s.start_s, s.end_s) for r in res_of[(t, m)]) \
+                    and not read_ok(t, m, s.start_s, s.end_s):
+                v.append(f"op {op.name!r} reads {t!r} in {m!r} at {s.start_s} s before it arrives there")
+    for tr in schedule.transfers:
+        rs = res_of[(tr.tensor, tr.src_memory)]
+        if rs and any(_covers(r, tr.start_s, tr.end_s) for r in rs) and not read_ok(tr.tensor, tr.src_memory, tr.start_s, tr.end_s):
+            v.append(f"transfer of {tr.tensor!r} {tr.src_memory!r}->{tr.dst_memory!r} at {tr.start_s} s "
+                     f"reads it before it arrives in {tr.src_memory!r}")
+    for t, mems in sorted(starts_at_zero.items()):
+        fixed = problem.home.get(t)
+        if len(mems) > 1 or (fixed is not None and mems != {fixed}):
+            v.append(f"tensor {t!r} starts in {sorted(mems)} at time 0; it has one home"
+                     + (f" ({fixed!r})" if fixed else ""))
+    for t in sorted(problem.tensors):
+        kind = problem.tensors[t].kind
+        if not problem.uses[t]:
+            continue
+        if kind in ("weight", "state"):
+            p = ok.get(problem.producer.get(t, ""))
+            homes = sorted(starts_at_zero.get(t, ())) if p is None else [mem_of[p.device]]
+            begin = 0.0 if p is None else p.start_s
+            if not any(not _before(begin, r.start_s) and not _before(r.end_s, makespan)
+                       for h in homes for r in res_of[(t, h)]):
+                v.append(f"{kind} {t!r} is not kept in its home {homes} until the end ({makespan} s)")
+        if kind == "output" and not any(not _before(r.end_s, makespan) for r in schedule.residency if r.tensor == t):
+            v.append(f"output {t!r} is not kept anywhere until the end ({makespan} s)")
+    for op in problem.ops:
+        s = ok.get(op.name)
+        if s is None or s.device not in problem.resident_devices:
+            continue
+        m = mem_of[s.device]
+        for t in dict.fromkeys(op.inputs):
+            if problem.tensors[t].kind == "weight" and not any(
+                    r.start_s <= 0.0 and not _before(r.end_s, makespan) for r in res_of[(t, m)]):
+                v.append(f"weight {t!r} of resident device {s.device!r} is not in {m!r} from 0 to the end")
     return v

@@ -18,11 +18,11 @@ from pimc.dialects import llm
 from pimc.dialects.llm import f64_attr, i64_attr
 from pimc.dialects.llm_work import nbytes, op_work, weight_storage_bytes
 from pimc.mapping.checker import check_schedule
-from pimc.mapping.list_scheduler import list_schedule
+from pimc.mapping.mapper import MapOptions, map_problem
 from pimc.mapping.problem import LinkCost, MappingProblem, OpNode, Tensor
 from pimc.mapping.schedule import Schedule
 from pimc.errors import PimcError
-from pimc.targets import Target, can_run, op_cost
+from pimc.targets import Target, can_run, device_kind, op_cost
 
 SCHED_ATTR = "pimc.sched"
 EXCLUDE_ATTR = "pimc.not_on"
@@ -106,6 +106,7 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         costs=costs,
         links=_links(target),
         offchip_memories=frozenset(m.name for m in target.memories if m.kind in OFFCHIP_KINDS),
+        resident_devices=frozenset(d.name for d in target.devices if device_kind(d.kind).resident_weights),
     )
     return problem, ir_ops
 
@@ -137,12 +138,13 @@ def _links(target: Target) -> dict[tuple[str, str], LinkCost]:
     return links
 
 
-def map_module(module: ModuleOp, target: Target) -> list[MappedFunction]:
-    """Schedule every function of `module` on `target` with the list scheduler; check each schedule."""
+def map_module(module: ModuleOp, target: Target, options: MapOptions = MapOptions()) -> list[MappedFunction]:
+    """Schedule every function of `module` on `target` (CP-SAT by default, see mapper.py); the
+    independent checker validates each schedule."""
     mapped = []
     for fn in _functions(module):
         problem, ir_ops = build_problem(fn, target)
-        schedule = list_schedule(problem)
+        schedule = map_problem(problem, options)
         check_schedule(problem, schedule)
         mapped.append(MappedFunction(fn.sym_name.data, problem, schedule, ir_ops))
     return mapped

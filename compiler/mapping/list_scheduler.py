@@ -15,7 +15,7 @@ from pimc.errors import ScheduleError
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
 
-__all__ = ["list_schedule", "upward_ranks"]
+__all__ = ["heft_placement", "list_schedule", "upward_ranks"]
 
 
 def upward_ranks(problem: MappingProblem, devices: Sequence[str]) -> dict[str, float]:
@@ -51,14 +51,33 @@ def list_schedule(problem: MappingProblem, devices: Sequence[str] | None = None)
         if not any((op.name, d) in problem.costs for d in devs):
             raise ScheduleError(f"no device among {list(devs)} can run op {op.name!r} ({op.kind})")
 
+    slots, transfers, home = _heft(problem, devs)
+    makespan = max((s.end_s for s in slots.values()), default=0.0)
+    residency = _residencies(problem, slots, transfers, home, makespan)
+    residency = _assign_offsets(problem, residency)
+    transfers.sort(key=lambda t: (t.start_s, t.src_memory, t.dst_memory, t.tensor))
+    return Schedule(slots=slots, residency=tuple(residency), transfers=tuple(transfers),
+                    solver="list", status="heuristic", objective=makespan, bound=None, gap=None)
+
+
+def heft_placement(problem: MappingProblem, devices: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """HEFT's (op, device) choices in start-time order, without placing tensors in memory."""
+    devs = tuple(problem.devices if devices is None else devices)
+    slots = _heft(problem, devs)[0]
+    order = problem.op_index
+    return [(s.op, s.device) for s in sorted(slots.values(), key=lambda s: (s.start_s, order[s.op]))]
+
+
+def _heft(problem: MappingProblem, devs: tuple[str, ...]):
+    """HEFT timing: slots, transfers and each tensor's home memory."""
     rank = upward_ranks(problem, devs)
     order = problem.op_index
     g = problem.graph
 
     dev_free = {d: 0.0 for d in devs}
     link_free: dict[tuple[str, str], float] = {}
-    home: dict[str, str] = {}  # tensor -> memory holding its original copy
-    avail: dict[tuple[str, str], float] = {}  # (tensor, memory) -> time it is readable there
+    home: dict[str, str] = dict(problem.home)  # tensor -> memory holding its original copy
+    avail: dict[tuple[str, str], float] = {(t, m): 0.0 for t, m in problem.home.items()}
     slots: dict[str, OpSlot] = {}
     transfers: list[Transfer] = []
 
@@ -99,13 +118,7 @@ def list_schedule(problem: MappingProblem, devices: Sequence[str] | None = None)
             pending[s] -= 1
             if pending[s] == 0:
                 heapq.heappush(ready, (-rank[s], order[s], s))
-
-    makespan = max((s.end_s for s in slots.values()), default=0.0)
-    residency = _residencies(problem, slots, transfers, home, makespan)
-    residency = _assign_offsets(problem, residency)
-    transfers.sort(key=lambda t: (t.start_s, t.src_memory, t.dst_memory, t.tensor))
-    return Schedule(slots=slots, residency=tuple(residency), transfers=tuple(transfers),
-                    solver="list", status="heuristic", objective=makespan, bound=None, gap=None)
+    return slots, transfers, home
 
 
 def _try_device(problem, op, d, free, link_free, home, avail):
@@ -115,6 +128,8 @@ def _try_device(problem, op, d, free, link_free, home, avail):
     lf: dict[tuple[str, str], float] = {}
     new: list[Transfer] = []
     for t in dict.fromkeys(op.inputs):
+        if d in problem.resident_devices and problem.tensors[t].kind == "weight" and home.get(t, mem) != mem:
+            return None  # a resident device reads its weights in place
         if t not in home:
             continue  # unplaced input/weight/state: it will be homed in this memory at time 0
         if (t, mem) in avail:
@@ -182,11 +197,12 @@ def _peak(intervals: list[tuple[float, float, int]]) -> int:
 
 
 def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
-    """First-fit addresses per memory, residencies taken by (start, larger first, name)."""
-    out: list[Residency] = []
+    """First-fit addresses per memory, residencies taken by (start, larger first, name); those
+    already placed (offset >= 0, e.g. a scratchpad placed while evicting) are kept."""
+    out: list[Residency] = [r for r in residency if r.offset_bytes is not None and r.offset_bytes >= 0]
     for mem in sorted({r.memory for r in residency}):
         cap = problem.capacity_bytes[mem]
-        rs = sorted((r for r in residency if r.memory == mem),
+        rs = sorted((r for r in residency if r.memory == mem and (r.offset_bytes is None or r.offset_bytes < 0)),
                     key=lambda r: (r.start_s, -problem.tensors[r.tensor].size_bytes, r.tensor))
         placed: list[tuple[float, float, int, int]] = []  # start, end, offset, size
         high = 0

@@ -58,7 +58,13 @@ class LinkCost:
 @dataclass(frozen=True)
 class MappingProblem:
     """ops are in a topological order; costs[(op, device)] absent = the device cannot run it;
-    links[(src_memory, dst_memory)] are directed; offchip_memories count toward off-chip bytes."""
+    links[(src_memory, dst_memory)] are directed; offchip_memories count toward off-chip bytes.
+
+    home[t] fixes the memory an input, weight or unwritten state starts in (absent: the memory of
+    its first consumer's device). spill_to[m] names the backing memory that tensors in scratchpad m
+    may be spilled to and reloaded from (links both ways required). resident_devices read their
+    weights in place (crossbars, PUD layouts): such a weight lives in the device's memory from time
+    0 to the end; every other device streams or copies weights, as its cost model says."""
 
     ops: tuple[OpNode, ...]
     tensors: dict[str, Tensor]
@@ -68,11 +74,15 @@ class MappingProblem:
     costs: dict[tuple[str, str], Cost]
     links: dict[tuple[str, str], LinkCost] = field(default_factory=dict)
     offchip_memories: frozenset[str] = frozenset()
+    home: dict[str, str] = field(default_factory=dict)
+    spill_to: dict[str, str] = field(default_factory=dict)
+    resident_devices: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "devices", tuple(self.devices))
         object.__setattr__(self, "offchip_memories", frozenset(self.offchip_memories))
+        object.__setattr__(self, "resident_devices", frozenset(self.resident_devices))
         self._validate()
 
     # -- validation ---------------------------------------------------------------------------
@@ -133,6 +143,21 @@ class MappingProblem:
         for t in self.tensors.values():
             if t.kind in ("activation", "output") and t.name not in producer:
                 bad(f"{t.kind} tensor {t.name!r} has no producer")
+        for t, m in self.home.items():
+            if t not in self.tensors or m not in memories:
+                bad(f"home {t!r} -> {m!r} names an unknown tensor or memory")
+            if t in producer:
+                bad(f"home of {t!r}: only inputs, weights and unwritten state have a fixed home")
+        for m, b in self.spill_to.items():
+            if m not in memories or b not in memories or m == b:
+                bad(f"spill_to {m!r} -> {b!r} needs two different known memories")
+            if (m, b) not in self.links or (b, m) not in self.links:
+                bad(f"spill_to {m!r} -> {b!r} needs links both ways")
+            if b in self.spill_to:
+                bad(f"spill_to: backing memory {b!r} is itself a scratchpad")
+        for d in self.resident_devices:
+            if d not in self.memory_of:
+                bad(f"resident device {d!r} is not a device")
         for (op_name, d), c in self.costs.items():
             if op_name not in index or d not in self.memory_of:
                 bad(f"cost entry ({op_name!r}, {d!r}) names an unknown op or device")
@@ -188,3 +213,20 @@ class MappingProblem:
 
     def link(self, src_memory: str, dst_memory: str) -> LinkCost | None:
         return self.links.get((src_memory, dst_memory))
+
+    def is_initial(self, tensor: str) -> bool:
+        """Present before any op runs: inputs, weights and state no op writes."""
+        return tensor not in self.producer
+
+    @cached_property
+    def uses(self) -> dict[str, tuple[str, ...]]:
+        """tensor -> every op that reads or writes it, in op order."""
+        out: dict[str, list[str]] = {t: [] for t in self.tensors}
+        for op in self.ops:
+            for t in dict.fromkeys((*op.inputs, *op.outputs)):
+                out[t].append(op.name)
+        return {t: tuple(v) for t, v in out.items()}
+
+    def pinned(self, tensor: str) -> bool:
+        """Weights and state stay in their home memory from time 0 (or their write) to the end."""
+        return self.tensors[tensor].kind in ("weight", "state")

@@ -58,6 +58,10 @@ class Schedule:
     objective: float
     bound: float | None
     gap: float | None
+    objective_kind: str = "makespan"
+    """What `objective` measures: makespan (s), energy (J), offchip (bytes) or a mix (unitless)."""
+    note: str = ""
+    """How the schedule was made and why this solver (fallbacks are never silent)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "residency", tuple(self.residency))
@@ -104,6 +108,8 @@ class Schedule:
             "objective": float(self.objective),
             "bound": None if self.bound is None else float(self.bound),
             "gap": None if self.gap is None else float(self.gap),
+            "objective_kind": self.objective_kind,
+            "note": self.note,
             "makespan_s": float(self.makespan_s),
             "slots": [
                 {"op": s.op, "device": s.device, "start_s": float(s.start_s), "end_s": float(s.end_s)}
@@ -141,4 +147,5 @@ class Schedule:
         return cls(slots=slots, residency=res, transfers=tr, solver=data["solver"],
                    status=data["status"], objective=float(data["objective"]),
                    bound=None if data["bound"] is None else float(data["bound"]),
-                   gap=None if data["gap"] is None else float(data["gap"]))
+                   gap=None if data["gap"] is None else float(data["gap"]),
+                   objective_kind=data.get("objective_kind", "makespan"), note=data.get("note", ""))

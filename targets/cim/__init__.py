@@ -5,7 +5,7 @@ from pimc.targets.cim.schema import CimDevice
 from pimc.targets.cim.tiling import CrossbarTiling, tile_linear
 from pimc.targets.device import DeviceKind
 
-KIND = DeviceKind(kind="cim", schema=CimDevice, cost=cim_cost, supports=supports)
+KIND = DeviceKind(kind="cim", schema=CimDevice, cost=cim_cost, supports=supports, resident_weights=True)
 
 __all__ = [
     "KIND",

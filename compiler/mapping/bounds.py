@@ -1,0 +1,36 @@
+"""Lower bounds on each objective that hold for every valid schedule (used for gaps)."""
+
+from __future__ import annotations
+
+from pimc.mapping.objective import Objective
+from pimc.mapping.problem import MappingProblem
+
+
+def lower_bound(problem: MappingProblem, objective: Objective) -> float | None:
+    """Makespan: the longer of the critical path (each op at its fastest, no transfers) and the
+    total fastest work spread over all devices. Energy: each op at its cheapest. Off-chip bytes:
+    each op at its cheapest plus compulsory traffic (an off-chip input no reader can read in place,
+    an output only scratchpad devices can produce). None for a mix."""
+    p = problem
+    if objective.kind == "makespan":
+        fastest = {op.name: min(p.costs[(op.name, d)].latency_s for d in p.capable_devices(op.name)) for op in p.ops}
+        finish: dict[str, float] = {}
+        for op in p.ops:
+            finish[op.name] = fastest[op.name] + max((finish[u] for u in p.graph.predecessors(op.name)), default=0.0)
+        return max(max(finish.values(), default=0.0), sum(fastest.values()) / max(1, len(p.devices)))
+    if objective.kind == "energy":
+        return sum(min(p.costs[(op.name, d)].energy_j for d in p.capable_devices(op.name)) for op in p.ops)
+    if objective.kind == "offchip":
+        total = sum(min(p.costs[(op.name, d)].offchip_bytes for d in p.capable_devices(op.name)) for op in p.ops)
+        for t, tensor in p.tensors.items():
+            readers = [c for c in p.consumers[t]]
+            if t in p.home and p.home[t] in p.offchip_memories and readers and all(
+                    p.memory_of[d] != p.home[t] for c in readers for d in p.capable_devices(c)):
+                total += tensor.size_bytes
+            prod = p.producer.get(t)
+            if tensor.kind == "output" and prod is not None and all(
+                    p.memory_of[d] in p.spill_to and p.spill_to[p.memory_of[d]] in p.offchip_memories
+                    for d in p.capable_devices(prod)):
+                total += tensor.size_bytes
+        return total
+    return None

@@ -1,0 +1,164 @@
+"""Solve a MappingProblem with CP-SAT: objective, warm start, limits, and the Schedule back.
+
+Deterministic: a fixed seed, one worker by default (or `interleave_search`, CP-SAT's deterministic
+parallel mode, when more are asked for) and a *deterministic* time limit (CP-SAT's work counter,
+roughly seconds on this machine), so the same problem always gives the same schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from pimc.errors import ScheduleError
+from collections.abc import Sequence
+
+from pimc.mapping.cpsat_hint import add_hint, unit_schedule
+from pimc.mapping.cpsat_model import CpsatModel
+from pimc.mapping.cpsat_time import TimeScale
+from pimc.mapping.objective import Objective
+from pimc.mapping.problem import MappingProblem
+from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
+
+SEED = 1
+ENERGY_RESOLUTION = 1_000_000
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    objective: Objective = Objective()
+    time_limit_s: float = 2.0
+    """Deterministic time limit (CP-SAT work units, roughly seconds on a 2-core machine)."""
+    workers: int = 1
+    max_reloads: int = 1
+    time_unit_s: float | None = None
+    """Integer time resolution; None picks TimeScale.for_problem."""
+
+
+def solve_cpsat(problem: MappingProblem, options: SolveOptions = SolveOptions(),
+                warm: Sequence[tuple[str, str]] | None = None, warm_policy: str = "belady",
+                reference: Schedule | None = None) -> Schedule:
+    """The best schedule CP-SAT finds within the limit (status OPTIMAL or FEASIBLE), or
+    ScheduleError when it proves none exists or finds none in time. `warm` is a heuristic
+    placement (op, device) in order, replayed with `warm_policy` eviction as the hint;
+    `reference` (a heuristic schedule) normalizes a mix objective."""
+    scale = TimeScale(options.time_unit_s) if options.time_unit_s else TimeScale.for_problem(problem)
+    model = CpsatModel(problem, scale, options.max_reloads)
+    terms = _objective_terms(model, options.objective, reference)
+    model.m.minimize(sum(c * v for c, v in terms.expr) + terms.offset)
+    if warm is not None:
+        hint = unit_schedule(model, warm, warm_policy)
+        if hint is not None:
+            add_hint(model, hint)
+    solver = cp_model.CpSolver()
+    prm = solver.parameters
+    prm.random_seed = SEED
+    prm.num_workers = max(1, options.workers)
+    if prm.num_workers > 1:
+        prm.interleave_search = True
+    prm.max_deterministic_time = options.time_limit_s
+    prm.max_time_in_seconds = 10 * options.time_limit_s + 5  # wall-clock safety net only
+    status = solver.solve(model.m)
+    name = solver.status_name(status)
+    if status == cp_model.INFEASIBLE:
+        raise ScheduleError("CP-SAT proved the mapping infeasible (memories too small for the live "
+                            "tensors, or a needed link is missing)")
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        raise ScheduleError(f"CP-SAT found no schedule within {options.time_limit_s} s ({name})")
+    schedule = _extract(model, solver)
+    value = options.objective.value(problem, schedule, terms.norm)
+    bound = terms.bound_value(solver.best_objective_bound, scale, model)
+    if status == cp_model.OPTIMAL and options.objective.kind != "mix":
+        bound = min(bound, value) if bound is not None else value
+    gap = None if bound is None else (0.0 if value <= 0 else max(0.0, (value - bound) / value))
+    if status == cp_model.OPTIMAL and gap is not None and gap < 1e-6:
+        gap = 0.0
+    return Schedule(slots=schedule.slots, residency=schedule.residency, transfers=schedule.transfers,
+                    solver="cpsat", status=name, objective=value, bound=bound, gap=gap)
+
+
+@dataclass
+class _Terms:
+    expr: list[tuple[int, object]]
+    offset: int
+    norm: dict[str, float]
+    kind: str
+    slack: int
+    units: dict[str, float]
+
+    def bound_value(self, best_bound: float, scale: TimeScale, model: CpsatModel) -> float | None:
+        """A valid lower bound on the exact objective, or None for a mix."""
+        if self.kind == "makespan":
+            return scale.bound_seconds(best_bound, self.slack)
+        if self.kind in ("energy", "offchip"):
+            unit = self.units[self.kind]
+            return max(0.0, (math.floor(best_bound + 1e-9) - self.offset - self.slack) * unit)
+        return None
+
+
+def _objective_terms(model: CpsatModel, objective: Objective, hint: Schedule | None) -> _Terms:
+    """Linear integer objective. Energy is in units of (total worst energy)/1e6 and rounded to
+    nearest, so its bound is net of half a unit per term; bytes are exact integers."""
+    p = model.p
+    nterms = len(model.x) + len(model.transfers)
+    slack = len(p.ops) + len(model.transfers)  # rounding of durations: one unit each at most
+    worst_e = sum(c.energy_j for c in p.costs.values()) + sum(
+        p.links[(t.src, t.dst)].energy_j(p.tensors[t.tensor].size_bytes) for t in model.transfers)
+    e_unit = max(worst_e / ENERGY_RESOLUTION, 1e-30)
+    energy = [(round(p.costs[k].energy_j / e_unit), x) for k, x in model.x.items()]
+    energy += [(round(p.links[(t.src, t.dst)].energy_j(p.tensors[t.tensor].size_bytes) / e_unit), t.present)
+               for t in model.transfers]
+    off = [(round(p.costs[k].offchip_bytes), x) for k, x in model.x.items()]
+    off += [(p.tensors[t.tensor].size_bytes, t.present) for t in model.transfers
+            if t.src in p.offchip_memories or t.dst in p.offchip_memories]
+    units = {"energy": e_unit, "offchip": 1.0}
+    kind = objective.kind
+    if kind == "makespan":
+        return _Terms([(1, model.makespan)], 0, {}, kind, slack, units)
+    if kind == "energy":
+        return _Terms(energy, 0, {}, kind, nterms, units)
+    if kind == "offchip":
+        return _Terms(off, 0, {}, kind, 0, units)
+    # Weighted mix: each term divided by the warm start's value (or the worst case), so weights
+    # are dimensionless; scaled to integers of resolution 1e-4 per unit weight.
+    norm = objective.normalizers(p, hint, model)
+    scale = 100_000_000  # the mix is ~1.0 at the warm start: 1e8 integer steps per unit of weight
+    expr = []
+    if objective.w_latency:
+        expr.append((max(1, round(scale * objective.w_latency * model.scale.unit_s / norm["makespan"])), model.makespan))
+    if objective.w_energy:
+        f = scale * objective.w_energy * e_unit / norm["energy"]
+        expr += [(round(c * f), v) for c, v in energy if round(c * f)]
+    if objective.w_offchip:
+        f = scale * objective.w_offchip / norm["offchip"]
+        expr += [(round(c * f), v) for c, v in off if round(c * f)]
+    return _Terms(expr, 0, norm, kind, slack, units)
+
+
+def _extract(model: CpsatModel, solver: cp_model.CpSolver) -> Schedule:
+    p, scale = model.p, model.scale
+    slots = {}
+    for op in p.ops:
+        d = next(d for d in p.capable_devices(op.name) if solver.boolean_value(model.x[(op.name, d)]))
+        start = scale.seconds(solver.value(model.start[op.name]))
+        slots[op.name] = OpSlot(op.name, d, start, start + p.costs[(op.name, d)].latency_s)
+    transfers = []
+    for tr in model.transfers:
+        if solver.boolean_value(tr.present):
+            start = scale.seconds(solver.value(tr.start))
+            nbytes = p.tensors[tr.tensor].size_bytes
+            transfers.append(Transfer(tr.tensor, tr.src, tr.dst, start,
+                                      start + p.links[(tr.src, tr.dst)].time_s(nbytes), nbytes))
+    residency = []
+    for (t, mem), segs in sorted(model.segments.items()):
+        for seg in segs:
+            if solver.boolean_value(seg.present):
+                off = None if seg.offset is None else solver.value(seg.offset)
+                residency.append(Residency(t, mem, scale.seconds(solver.value(seg.start)),
+                                           scale.seconds(solver.value(seg.end)), 0 if off is None else off))
+    residency.sort(key=lambda r: (r.memory, r.start_s, r.tensor))
+    transfers.sort(key=lambda t: (t.start_s, t.src_memory, t.dst_memory, t.tensor))
+    return Schedule(slots=slots, residency=tuple(residency), transfers=tuple(transfers),
+                    solver="cpsat", status="", objective=0.0, bound=None, gap=None)

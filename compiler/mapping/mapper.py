@@ -1,0 +1,190 @@
+"""Map one function: choose the solver, warm-start CP-SAT, scale by blocks, fall back loudly.
+
+- `heft` (HEFT list order + Belady eviction), `topo-lru` (topological order + LRU eviction) and
+  `single:DEVICE` are the baselines; the best of the first two is CP-SAT's warm start and fallback.
+- `cpsat` (default): when the heuristic already meets a proven lower bound it is optimal and kept
+  (status OPTIMAL); small functions are solved whole; large ones made of identical blocks (decoder
+  layers) solve one block with CP-SAT, replicate its devices and order to every block, and replay
+  the whole function as early as possible (blocks overlap where dependences allow) with Belady
+  eviction. If CP-SAT finds nothing in time, or worse than the heuristic, the heuristic is used
+  and `note` says why. The caller checks every schedule with the independent checker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from pimc.errors import ScheduleError
+from pimc.mapping.blocks import Blocks, find_blocks
+from pimc.mapping.bounds import lower_bound
+from pimc.mapping.evict import sequence_schedule
+from pimc.mapping.list_scheduler import heft_placement
+from pimc.mapping.objective import Objective
+from pimc.mapping.problem import MappingProblem, Tensor
+from pimc.mapping.schedule import Schedule
+
+SOLVERS = ("cpsat", "heft", "topo-lru")
+"""Plus `single:DEVICE` (every op on one device)."""
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    solver: str = "cpsat"
+    objective: Objective = Objective()
+    time_limit_s: float = 1.0
+    """Per CP-SAT solve, in CP-SAT's deterministic time (reproducible; roughly seconds)."""
+    max_whole_ops: int = 40
+    """Functions up to this many ops are solved whole; larger ones by identical blocks."""
+    max_reloads: int = 1
+    workers: int = 1
+
+
+def baseline(problem: MappingProblem, name: str) -> Schedule:
+    """One of the heuristic baselines by name (ScheduleError if it cannot schedule)."""
+    if name == "heft":
+        return sequence_schedule(problem, heft_placement(problem), "belady", solver="heft+belady")
+    if name == "topo-lru":
+        devices = dict(heft_placement(problem))
+        return sequence_schedule(problem, [(op.name, devices[op.name]) for op in problem.ops], "lru",
+                                 solver="topo+lru")
+    if name.startswith("single:"):
+        device = name.split(":", 1)[1]
+        if device not in problem.devices:
+            raise ScheduleError(f"solver {name!r}: no device {device!r} (devices: {', '.join(problem.devices)})")
+        cannot = [op.name for op in problem.ops if (op.name, device) not in problem.costs]
+        if cannot:
+            raise ScheduleError(f"solver {name!r}: device {device!r} cannot run {len(cannot)} ops (first: {cannot[0]})")
+        return sequence_schedule(problem, heft_placement(problem, (device,)), "belady", solver=name)
+    raise ScheduleError(f"unknown solver {name!r} (expected {', '.join(SOLVERS)} or single:DEVICE)")
+
+
+def _finish(problem: MappingProblem, s: Schedule, objective: Objective, note: str, status: str | None = None,
+            bound: float | None = None, norm: dict | None = None) -> Schedule:
+    value = objective.value(problem, s, norm)
+    if bound is not None and status is None:
+        status = "FEASIBLE"
+    gap = None if bound is None else (0.0 if value <= 0 else max(0.0, (value - bound) / value))
+    return dataclasses.replace(s, status=status or s.status, objective=value, bound=bound, gap=gap,
+                               objective_kind=objective.kind if objective.kind != "mix" else objective.name, note=note)
+
+
+def _heuristic(problem: MappingProblem, objective: Objective) -> tuple[Schedule | None, str]:
+    """The better of HEFT+Belady and topological+LRU under `objective` (None if both fail)."""
+    found, errors = [], []
+    for name in ("heft", "topo-lru"):
+        try:
+            found.append(baseline(problem, name))
+        except ScheduleError as e:
+            errors.append(f"{name}: {e}")
+    if not found:
+        return None, "; ".join(errors)
+    norm = objective.normalizers(problem, found[0])
+    best = found[0]  # HEFT unless another is better by more than float noise
+    for s in found[1:]:
+        if objective.value(problem, s, norm) < objective.value(problem, best, norm) * (1 - 1e-9):
+            best = s
+    return best, ""
+
+
+def map_problem(problem: MappingProblem, options: MapOptions = MapOptions()) -> Schedule:
+    obj = options.objective
+    if options.solver != "cpsat":
+        s = baseline(problem, options.solver)
+        return _finish(problem, s, obj, f"baseline {s.solver} requested", bound=lower_bound(problem, obj))
+    heur, why = _heuristic(problem, obj)
+    norm = obj.normalizers(problem, heur)
+    bound = lower_bound(problem, obj)
+    if heur is not None and bound is not None and obj.value(problem, heur) <= bound * (1 + 1e-9):
+        return _finish(problem, heur, obj, f"{heur.solver} meets the lower bound: optimal without search",
+                       "OPTIMAL", obj.value(problem, heur))  # equal to the bound up to float rounding
+    blocks = find_blocks(problem) if len(problem.ops) > options.max_whole_ops else None
+    try:
+        if blocks is not None and heur is not None:
+            s, note = _solve_blocks(problem, blocks, heur, options)
+            s = _finish(problem, s, obj, note, bound=bound, norm=norm)
+        else:
+            s = _solve_cpsat(problem, _solve_options(options),
+                            warm=_placement(heur) if heur is not None else None, reference=heur)
+            s = dataclasses.replace(s, objective_kind=obj.kind if obj.kind != "mix" else obj.name,
+                                    note=f"CP-SAT on the whole function ({len(problem.ops)} ops), "
+                                         f"warm start {heur.solver if heur else 'none'}")
+            if bound is not None and s.bound is not None and bound > s.bound:
+                s = dataclasses.replace(s, bound=bound, gap=0.0 if s.objective <= 0 else max(0.0, (s.objective - bound) / s.objective))
+    except ScheduleError as e:
+        if heur is None:
+            raise ScheduleError(f"no schedule: CP-SAT: {e}; heuristics: {why}") from None
+        return _finish(problem, heur, obj, f"fallback to {heur.solver}: CP-SAT: {e}", bound=bound, norm=norm)
+    if heur is not None and obj.value(problem, heur, norm) < obj.value(problem, s, norm) * (1 - 1e-9):
+        return _finish(problem, heur, obj, f"{heur.solver} kept: CP-SAT's best ({s.solver}, {s.status}) "
+                                           f"was worse within the time limit", bound=bound, norm=norm)
+    return s
+
+
+def _solve_options(options: MapOptions):
+    from pimc.mapping.cpsat_solve import SolveOptions  # OR-Tools loads only when CP-SAT runs
+
+    return SolveOptions(objective=options.objective, time_limit_s=options.time_limit_s,
+                        workers=options.workers, max_reloads=options.max_reloads)
+
+
+def _solve_cpsat(problem: MappingProblem, options, **kw) -> Schedule:
+    from pimc.mapping.cpsat_solve import solve_cpsat
+
+    return solve_cpsat(problem, options, **kw)
+
+
+def _placement(s: Schedule) -> list[tuple[str, str]]:
+    return [(x.op, x.device) for x in s.ops_in_order()]
+
+
+def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, options: MapOptions) -> tuple[Schedule, str]:
+    """Solve block 0 (with its boundary tensors where the heuristic put them), give every block
+    the same devices and order, and replay the whole function with Belady eviction."""
+    names = blocks.ops(problem, 0)
+    sub = block_problem(problem, names, heur)
+    warm = [(o, d) for o, d in _placement(heur) if o in set(names)]
+    block = _solve_cpsat(sub, _solve_options(options), warm=warm)
+    order = [x.op for x in block.ops_in_order()]
+    local = {o: i for i, o in enumerate(names)}
+    heur_order = _placement(heur)
+    prefix = [(o, d) for o, d in heur_order if problem.op_index[o] < blocks.start]
+    suffix = [(o, d) for o, d in heur_order if problem.op_index[o] >= blocks.end]
+    placement = list(prefix)
+    for k in range(blocks.count):
+        ops_k = blocks.ops(problem, k)
+        placement += [(ops_k[local[o]], block.slots[o].device) for o in order]
+    placement += suffix
+    s = sequence_schedule(problem, placement, "belady", solver="cpsat-blocks")
+    gap = "n/a" if block.gap is None else f"{block.gap:.3g}"
+    note = (f"{blocks.count} identical blocks of {blocks.length} ops (ops {blocks.start}..{blocks.end - 1}); "
+            f"block 0 by CP-SAT ({block.status}, gap {gap}), replicated and replayed as early as possible "
+            f"with Belady eviction; {len(prefix)} ops before and {len(suffix)} after the blocks as {heur.solver} placed them")
+    return s, note
+
+
+def block_problem(problem: MappingProblem, names: list[str], heur: Schedule) -> MappingProblem:
+    """The sub-problem of ops `names`: tensors from outside become inputs homed where the
+    heuristic produced them, tensors read outside become outputs."""
+    inside = set(names)
+    ops = tuple(problem.op_by_name[n] for n in names)
+    used = {t for op in ops for t in (*op.inputs, *op.outputs)}
+    tensors, home = {}, {}
+    for t in sorted(used):
+        tensor = problem.tensors[t]
+        prod = problem.producer.get(t)
+        if prod is not None and prod not in inside:
+            kind = "state" if tensor.kind == "state" else "input"
+            tensors[t] = Tensor(t, tensor.size_bytes, kind)
+            home[t] = problem.memory_of[heur.slots[prod].device]
+        elif prod is not None and tensor.kind == "activation" and any(c not in inside for c in problem.consumers[t]):
+            tensors[t] = Tensor(t, tensor.size_bytes, "output")
+        else:
+            tensors[t] = tensor
+            if t in problem.home:
+                home[t] = problem.home[t]
+    costs = {k: c for k, c in problem.costs.items() if k[0] in inside}
+    return MappingProblem(ops=ops, tensors=tensors, devices=problem.devices, memory_of=problem.memory_of,
+                          capacity_bytes=problem.capacity_bytes, costs=costs, links=problem.links,
+                          offchip_memories=problem.offchip_memories, home=home, spill_to=problem.spill_to,
+                          resident_devices=problem.resident_devices)
