@@ -157,7 +157,8 @@ def _extract(model: CpsatModel, solver: cp_model.CpSolver) -> Schedule:
             if solver.boolean_value(seg.present):
                 off = None if seg.offset is None else solver.value(seg.offset)
                 residency.append(Residency(t, mem, scale.seconds(solver.value(seg.start)),
-                                           scale.seconds(solver.value(seg.end)), 0 if off is None else off))
+                                           scale.seconds(solver.value(seg.end)), 0 if off is None else off,
+                                           p.tensors[t].size_bytes))
     residency.sort(key=lambda r: (r.memory, r.start_s, r.tensor))
     transfers.sort(key=lambda t: (t.start_s, t.src_memory, t.dst_memory, t.tensor))
     return Schedule(slots=slots, residency=tuple(residency), transfers=tuple(transfers),

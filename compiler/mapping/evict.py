@@ -141,7 +141,7 @@ class _Run:
 
     def _close(self, m: str, t: str) -> None:
         b = self.mem[m].live.pop(t)
-        self.residency.append(Residency(t, m, b.start, b.last, b.offset))
+        self.residency.append(Residency(t, m, b.start, b.last, b.offset, b.size))
         if b.offset >= 0:
             self.mem[m].freed.append((b.offset, b.size, b.last))
 
