@@ -164,7 +164,8 @@ class _Run:
         other memories never evict, so their addresses are assigned after the run (offset -1)."""
         mem, size = self.mem[m], self.p.tensors[t].size_bytes
         if size > mem.capacity:
-            raise ScheduleError(f"tensor {t!r} ({size} bytes) is larger than memory {m!r} ({mem.capacity} bytes)")
+            raise ScheduleError(f"memory {m!r} overflows: tensor {t!r} ({size} bytes) is larger than its "
+                                f"capacity {mem.capacity} bytes")
         if m not in self.p.spill_to:
             return -1, 0.0
         while (off := mem.hole(size, when)) is None:

@@ -78,7 +78,7 @@ def _heuristic(problem: MappingProblem, objective: Objective) -> tuple[Schedule 
         except ScheduleError as e:
             errors.append(f"{name}: {e}")
     if not found:
-        return None, "; ".join(errors)
+        return None, errors[0]
     norm = objective.normalizers(problem, found[0])
     best = found[0]  # HEFT unless another is better by more than float noise
     for s in found[1:]:
@@ -92,6 +92,7 @@ def map_problem(problem: MappingProblem, options: MapOptions = MapOptions()) -> 
     if options.solver != "cpsat":
         s = baseline(problem, options.solver)
         return _finish(problem, s, obj, f"baseline {s.solver} requested", bound=lower_bound(problem, obj))
+    _fits_somewhere(problem)
     heur, why = _heuristic(problem, obj)
     norm = obj.normalizers(problem, heur)
     bound = lower_bound(problem, obj)
@@ -113,12 +114,29 @@ def map_problem(problem: MappingProblem, options: MapOptions = MapOptions()) -> 
                 s = dataclasses.replace(s, bound=bound, gap=0.0 if s.objective <= 0 else max(0.0, (s.objective - bound) / s.objective))
     except ScheduleError as e:
         if heur is None:
-            raise ScheduleError(f"no schedule: CP-SAT: {e}; heuristics: {why}") from None
+            raise ScheduleError(f"no schedule: {why} (and CP-SAT: {e})") from None
         return _finish(problem, heur, obj, f"fallback to {heur.solver}: CP-SAT: {e}", bound=bound, norm=norm)
     if heur is not None and obj.value(problem, heur, norm) < obj.value(problem, s, norm) * (1 - 1e-9):
         return _finish(problem, heur, obj, f"{heur.solver} kept: CP-SAT's best ({s.solver}, {s.status}) "
                                            f"was worse within the time limit", bound=bound, norm=norm)
     return s
+
+
+def _fits_somewhere(problem: MappingProblem) -> None:
+    """Fail fast, naming the tensor, when one cannot fit any memory it would have to be in."""
+    for t, tensor in problem.tensors.items():
+        users = problem.uses[t]
+        if not users:
+            continue
+        mems = {problem.memory_of[d] for op in users for d in problem.capable_devices(op)}
+        if t in problem.home:
+            mems.add(problem.home[t])
+        largest = max(problem.capacity_bytes[m] for m in mems)
+        if tensor.size_bytes > largest:
+            where = ", ".join(f"{m!r} ({problem.capacity_bytes[m]} bytes)" for m in sorted(mems))
+            big = max(sorted(mems), key=problem.capacity_bytes.__getitem__)
+            raise ScheduleError(f"memory {big!r} overflows: {tensor.kind} {t!r} needs {tensor.size_bytes} bytes, "
+                                f"more than any memory it must be in: {where}")
 
 
 def _solve_options(options: MapOptions):
