@@ -103,7 +103,11 @@ def _objective_terms(model: CpsatModel, objective: Objective, hint: Schedule | N
     nearest, so its bound is net of half a unit per term; bytes are exact integers."""
     p = model.p
     nterms = len(model.x) + len(model.transfers)
-    slack = len(p.ops) + len(model.transfers)  # rounding of durations: one unit each at most
+    # rounding of durations: at most one unit per op or transfer whose duration was not exact
+    slack = sum(1 for op in p.ops if not all(model.scale.exact(p.costs[(op.name, d)].latency_s)
+                                             for d in p.capable_devices(op.name)))
+    slack += sum(1 for t in model.transfers
+                 if not model.scale.exact(p.links[(t.src, t.dst)].time_s(p.tensors[t.tensor].size_bytes)))
     worst_e = sum(c.energy_j for c in p.costs.values()) + sum(
         p.links[(t.src, t.dst)].energy_j(p.tensors[t.tensor].size_bytes) for t in model.transfers)
     e_unit = max(worst_e / ENERGY_RESOLUTION, 1e-30)

@@ -39,6 +39,10 @@ class TimeScale:
         x = seconds / self.unit_s
         return max(0, math.ceil(x - _REL * max(1.0, x)))
 
+    def exact(self, seconds: float) -> bool:
+        """Whether `seconds` is a whole number of units (so rounding added nothing)."""
+        return abs(self.units(seconds) * self.unit_s - seconds) <= 1e-9 * max(seconds, self.unit_s)
+
     def seconds(self, units: int) -> float:
         return units * self.unit_s
 
