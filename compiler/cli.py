@@ -242,9 +242,8 @@ def sweep(
         counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
         typer.echo(f"{len(result.rows)} points ({counts}); evaluated {result.evaluated}, reused {result.reused} "
                    f"in {result.wall_s:.1f} s; wrote {', '.join(str(p) for p in result.outputs.values())}")
-    if result.counts.get("crash"):
-        typer.echo(f"pimc: internal error: {result.counts['crash']} point(s) crashed (see the error column)", err=True)
-        raise typer.Exit(1)
+    if result.counts.get("crash"):  # pimc bugs: results are written, the exit code says so (1)
+        raise RuntimeError(f"{result.counts['crash']} point(s) crashed (see the error column of {out / 'results.csv'})")
 
 
 def _sweep_progress(spec):

@@ -276,3 +276,53 @@ def test_relative_target_file_and_an_edit_to_it_is_evaluated_again(tmp_path):
     assert second.evaluated == 1
     assert second.rows[0]["params"]["target"] == "targets/my-cpu.toml"
     assert second.rows[0]["metrics"]["ttft_s"] != first.rows[0]["metrics"]["ttft_s"]
+
+
+def test_sweep_process_killed_with_sigkill_resumes(tmp_path):
+    """The real thing: `pimc sweep` on a pool, SIGKILLed once two points are journaled, then resumed."""
+    import signal
+    import subprocess
+    import time
+
+    spec = write_spec(tmp_path, GRID_2X2.replace("[6.0, 12.0]", "[1.0, 3.0, 6.0, 12.0]").replace("[4, 8]", "[4, 6, 8]"))
+    out = tmp_path / "out"
+    journal = out / "journal.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "pimc.cli", "sweep", str(spec), "-o", str(out), "--workers", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if journal.exists() and journal.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the sweep finished before it could be killed"
+    done = journal.read_text().count("\n")
+    assert 2 <= done < 12 and not (out / "results.csv").exists()
+    resumed = run_sweep(spec, out, workers=1)
+    assert resumed.reused == done and resumed.evaluated == 12 - done
+    assert [r["status"] for r in csv_rows(out / "results.csv")] == ["ok"] * 12
+
+
+def test_a_crashing_point_is_reported_retried_and_exits_1(tmp_path, monkeypatch):
+    spec = write_spec(tmp_path, FAILING.replace('"dram.capacity_bytes" = 100000', "group = 64"))
+    real = pimc.estimate
+
+    def buggy(model, target, **options):
+        if options["group"] == 64:
+            raise ZeroDivisionError("division by zero")
+        return real(model, target, **options)
+
+    monkeypatch.setattr(pimc, "estimate", buggy)
+    code, out, err = cli("sweep", spec, "-o", tmp_path / "out", "--workers", "1", "--json")
+    assert code == 1 and "1 point(s) crashed" in err
+    data = json.loads(out)  # --json: stdout holds the results and nothing else
+    assert [p["status"] for p in data["points"]] == ["ok", "crash", "ok"]
+    assert data["points"][1]["error"] == "ZeroDivisionError: division by zero"
+    assert len((tmp_path / "out" / "journal.jsonl").read_text().splitlines()) == 2  # the crash is not kept
+
+    monkeypatch.setattr(pimc, "estimate", real)
+    retried = run_sweep(spec, tmp_path / "out", workers=1)
+    assert retried.evaluated == 1 and [r["status"] for r in retried.rows] == ["ok"] * 3

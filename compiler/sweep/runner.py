@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -111,13 +112,30 @@ def _local_results(jobs: list[Job], workers: int) -> Iterator[dict[str, Any]]:
     if workers == 1 or len(jobs) == 1:
         yield from map(evaluate, jobs)
         return
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=_pool_context())
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=_pool_context(),
+                               initializer=_exit_with, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(evaluate, job): job for job in jobs}
         for future in as_completed(futures):
             yield _outcome(future, futures[future])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_with(sweep_pid: int) -> None:
+    """Pool worker initializer: end the worker once the sweep's process is gone (a killed parent
+    leaves pool workers waiting on their queue forever)."""
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(sweep_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, owned by someone else (cannot happen for our parent)
+                pass
+
+    threading.Thread(target=watch, name="pimc-sweep-watch", daemon=True).start()
 
 
 def _pool_context() -> BaseContext:
