@@ -94,6 +94,8 @@ def test_grid_expands_in_order_with_overrides(tmp_path):
     ("[base]\nmodel = 'no-such-model'\ntarget = 'cpu-a76'", "model: "),
     ("[base]\nmodel = 'tiny-llama'\ntarget = 'no-such-target'", "unknown target 'no-such-target'"),
     ("grdi = {}", "grdi: unknown field"),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\n[grid]\nsolver = ['heft', 'ilp']", "grid point 1 (solver=\"ilp\"): solver: solver 'ilp'"),
+    ("[base]\nmodel = 'tiny-llama'\ntarget = 'cpu-a76'\nobjective = 'speed'", "base: objective: --objective 'speed'"),
     ("[base\n", "invalid TOML"),
 ])
 def test_bad_spec_is_one_error_naming_the_field(tmp_path, text, message):

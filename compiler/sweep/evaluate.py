@@ -55,7 +55,8 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
         for field in PHASE_FIELDS:
             metrics[f"{phase}_{field}"] = data[phase][field] if phase in data else None
     schedule = data.get("schedule", {})
-    metrics.update(solver=schedule.get("solver"), solver_status=schedule.get("status"), gap=schedule.get("gap"))
+    metrics.update(schedule_solver=schedule.get("solver"), schedule_status=schedule.get("status"),
+                   schedule_gap=schedule.get("gap"))
     devices = {name: {k: d[k] for k in ("kind", "busy_s", "energy_j")} for name, d in data.get("devices", {}).items()}
     return {"metrics": metrics, "devices": devices}
 

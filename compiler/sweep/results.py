@@ -76,7 +76,7 @@ def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     has = {phase: any(r["metrics"].get(f"{phase}_latency_s") is not None for r in rows) for phase in PHASES}
     phases = [p for p in PHASES if has[p]] or ["prefill", "decode"]
     headline = list(HEADLINE) if has["prefill"] or not has["kernel"] else []
-    return headline + [f"{p}_{f}" for p in phases for f in PHASE_FIELDS] + ["solver", "solver_status", "gap"]
+    return headline + [f"{p}_{f}" for p in phases for f in PHASE_FIELDS] + ["schedule_solver", "schedule_status", "schedule_gap"]
 
 
 def to_csv(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> str:

@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pimc import __version__
 from pimc.errors import PimcError, SweepError
 from pimc.frontends import read_model
+from pimc.mapping import SOLVERS
+from pimc.mapping.objective import Objective
 from pimc.passes.quantize import activation_quant, quant_for_bits
 from pimc.targets import Target, load_target
 from pimc.targets.load import format_validation_error
@@ -49,6 +51,22 @@ class Options(BaseModel):
     group: int = Field(32, gt=0, description="quantization group size")
     dataflow: Literal["auto", "gemm", "tphs"] = "auto"
     fuse: bool = False
+    objective: str = Field("latency", description="mapper objective: latency | energy | offchip | mix[:...]")
+    time_limit: float = Field(1.0, gt=0, description="CP-SAT limit per solve, deterministic seconds")
+    solver: str = Field("cpsat", description="mapper: cpsat | heft | topo-lru | single:DEVICE")
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, text: str) -> str:
+        _reraise_as_value_error(Objective.parse, text)
+        return text
+
+    @field_validator("solver")
+    @classmethod
+    def _known_solver(cls, solver: str) -> str:
+        if solver not in SOLVERS and not solver.startswith("single:"):
+            raise ValueError(f"solver '{solver}': expected {', '.join(SOLVERS)} or single:DEVICE")
+        return solver
 
     @field_validator("wbits")
     @classmethod
