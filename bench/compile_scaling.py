@@ -1,5 +1,7 @@
-"""Compile-time scaling: `pimc.estimate` of llama2-7b (prefill 128 + decode at context 128) on cpu-a76
-for 1..32 layers. Target: linear growth, the full 32-layer model under 5 s on a 2-core machine.
+"""Compile-time scaling: `pimc.estimate` of llama2-7b (prefill 128 + decode at context 128) on a target
+(default cpu-a76; e.g. --target pimllm-rram for two devices) for 1..32 layers, with the CP-SAT mapper
+(default) or a baseline (--solver heft). Target: linear growth, the full 32-layer model under 5 s
+on a 2-core machine. Also prints decode latency per layer (N layers vs N x 1 layer).
 
 Weights are 4-bit (group 32), as llama2-7b is deployed on an 8 GiB edge board: at fp32 its 27 GB of
 weights do not fit the preset's memory and estimate reports that as an infeasible request.
@@ -17,25 +19,34 @@ from pimc.frontends import ModelSource, read_model
 LAYERS = (1, 2, 4, 8, 16, 32)
 
 
-def timed_estimate(source: ModelSource, repeats: int = 2) -> tuple[float, pimc.Report]:
+def timed_estimate(source: ModelSource, target: str, solver: str, repeats: int = 2) -> tuple[float, pimc.Report]:
     best, report = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
-        report = pimc.estimate(source, "cpu-a76", seq_len=128, context=128, wbits=4)
+        report = pimc.estimate(source, target, seq_len=128, context=128, wbits=4, solver=solver)
         best = min(best, time.perf_counter() - start)
     return best, report
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", default="cpu-a76")
+    ap.add_argument("--solver", default="cpsat")
+    args = ap.parse_args()
     base = read_model("llama2-7b")
-    pimc.estimate(dataclasses.replace(base, config=dataclasses.replace(base.config, num_layers=1)), "cpu-a76", seq_len=8, context=8)  # warm-up imports
-    print(f"{'layers':>6} {'wall_s':>8} {'s/layer':>8} {'vs 1 layer':>10} {'ttft_s':>8} {'tok/s':>7}")
-    first = None
+    pimc.estimate(dataclasses.replace(base, config=dataclasses.replace(base.config, num_layers=1)), args.target, seq_len=8, context=8, wbits=4)  # warm-up imports
+    print(f"{'layers':>6} {'wall_s':>8} {'s/layer':>8} {'vs 1 layer':>10} {'ttft_s':>8} {'tok/s':>7} {'decode/layer vs 1':>17}  solver")
+    first = first_dec = None
     for layers in LAYERS:
         source = dataclasses.replace(base, config=dataclasses.replace(base.config, num_layers=layers))
-        wall, report = timed_estimate(source)
+        wall, report = timed_estimate(source, args.target, args.solver)
         first = first or wall
-        print(f"{layers:>6} {wall:>8.3f} {wall / layers:>8.4f} {wall / first:>9.1f}x {report.ttft_s:>8.3f} {report.tokens_per_s:>7.2f}")
+        dec = report.data["decode"]["latency_s"]
+        first_dec = first_dec or dec
+        print(f"{layers:>6} {wall:>8.3f} {wall / layers:>8.4f} {wall / first:>9.1f}x {report.ttft_s:>8.3f} {report.tokens_per_s:>7.2f} "
+              f"{dec / layers / first_dec:>17.3f}  {report.data['schedule']['solver']} ({report.data['schedule']['status']})")
 
 
 if __name__ == "__main__":
