@@ -220,7 +220,7 @@ def opt(
 
 @app.command()
 def sweep(
-    spec: Annotated[Path, typer.Argument(help="A sweep spec (.toml): [base] settings, then a [grid] or [[points]].")],
+    spec: Annotated[Path, typer.Argument(help="A sweep spec (.toml): base settings, then a grid or a list of points (see README).")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Results directory (default out/NAME).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Local worker processes (default min(2, CPUs)).")] = None,
     dask: Annotated[Optional[str], typer.Option("--dask", help="Run the points on the Dask scheduler at ADDRESS instead.")] = None,

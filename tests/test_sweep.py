@@ -328,3 +328,15 @@ def test_a_crashing_point_is_reported_retried_and_exits_1(tmp_path, monkeypatch)
     monkeypatch.setattr(pimc, "estimate", real)
     retried = run_sweep(spec, tmp_path / "out", workers=1)
     assert retried.evaluated == 1 and [r["status"] for r in retried.rows] == ["ok"] * 3
+
+
+def test_example_specs_are_valid():
+    examples = sorted((Path(__file__).parent.parent / "examples" / "sweeps").glob("*.toml"))
+    assert [p.name for p in examples] == ["meadow_bandwidth.toml", "pud_modules.toml"]
+    counts = {p.name: len(load_spec(p).points) for p in examples}
+    assert counts == {"meadow_bandwidth.toml": 12, "pud_modules.toml": 6}
+
+
+def test_workers_and_dask_are_exclusive(tmp_path):
+    code, out, err = cli("sweep", write_spec(tmp_path, FAILING), "--workers", "2", "--dask", "tcp://127.0.0.1:1")
+    assert code == 2 and "--workers sizes the local pool" in err

@@ -72,6 +72,8 @@ def run_sweep(
         raise PimcError(f"{out}: exists and is not a directory")
     if workers is not None and workers < 1:
         raise PimcError(f"--workers {workers}: expected 1 or more")
+    if workers is not None and dask:
+        raise PimcError("--workers sizes the local pool; a Dask cluster brings its own workers (give one of them)")
     journal_path = out / JOURNAL
     if fresh:
         journal_path.unlink(missing_ok=True)
