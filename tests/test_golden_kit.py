@@ -25,44 +25,44 @@ def _write_user_test(pytester, last=4.0, ttft=0.5, compile_s=1.0):
 
 def test_update_then_pass(pytester):
     _write_user_test(pytester)
-    pytester.runpytest_subprocess("--update-golden").assert_outcomes(passed=1)
+    pytester.runpytest("--update-golden").assert_outcomes(passed=1)
     golden = pytester.path / "golden"
     assert sorted(p.name for p in golden.iterdir()) == ["logits.npy", "model.mlir", "report.json"]
     assert json.loads((golden / "report.json").read_text()) == {"model": "m", "ttft_s": 0.5}  # wall time left out
     np.testing.assert_array_equal(np.load(golden / "logits.npy"), [[1, 2], [3, 4]])
     # Within tolerance: logits off by 5e-5 (atol 1e-4), ttft off by 0.02% (rtol 0.1%), compile time ignored.
     _write_user_test(pytester, last=4.00005, ttft=0.5001, compile_s=99.0)
-    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)
 
 
 def test_missing_golden_file_says_how_to_create_it(pytester):
     _write_user_test(pytester)
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*golden*model.mlir is missing; run pytest --update-golden to create it*"])
 
 
 def test_failures_are_readable_diffs(pytester):
     _write_user_test(pytester)
-    pytester.runpytest_subprocess("--update-golden").assert_outcomes(passed=1)
+    pytester.runpytest("--update-golden").assert_outcomes(passed=1)
     (pytester.path / "golden" / "model.mlir").write_text("func.func @f() {\n  %0 = llm.mul\n}\n")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*model.mlir: text differs:*", "*-  %0 = llm.mul*", "*+  %0 = llm.add*"])
 
-    pytester.runpytest_subprocess("--update-golden").assert_outcomes(passed=1)
+    pytester.runpytest("--update-golden").assert_outcomes(passed=1)
     _write_user_test(pytester, last=4.5)
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*logits.npy: array differs:*", "*1 of 4 elements differ*", "*at [[]1, 1[]]: expected*4.0*, got*4.5*"])
 
     _write_user_test(pytester, ttft=0.6)
     (pytester.path / "golden" / "logits.npy").unlink()
-    pytester.runpytest_subprocess("--update-golden", "-k", "nothing")  # no test selected: nothing rewritten
+    pytester.runpytest("--update-golden", "-k", "nothing")  # no test selected: nothing rewritten
     assert not (pytester.path / "golden" / "logits.npy").exists()
-    pytester.runpytest_subprocess("--update-golden").assert_outcomes(passed=1)
+    pytester.runpytest("--update-golden").assert_outcomes(passed=1)
     _write_user_test(pytester, ttft=0.7)
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*report.json: report differs:*", "*ttft_s: expected 0.6, got 0.7 (relative diff 0.167 > 0.001)*"])
 
@@ -70,7 +70,7 @@ def test_failures_are_readable_diffs(pytester):
 def test_golden_dir_ini_option(pytester):
     pytester.makeini("[pytest]\ngolden_dir = expected/outputs\n")
     _write_user_test(pytester)
-    pytester.runpytest_subprocess("--update-golden").assert_outcomes(passed=1)
+    pytester.runpytest("--update-golden").assert_outcomes(passed=1)
     assert (pytester.path / "expected" / "outputs" / "model.mlir").is_file()
 
 
