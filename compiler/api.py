@@ -156,7 +156,25 @@ class Program:
         kinds = {m.name: m.kind for m in self.target.memories}
         return build_trace(events, schedules, kinds, title=f"{self.manifest['model']} on {self.target.name}")
 
+    def plots(self, directory: str | Path, result: RunResult | None = None) -> list[Path]:
+        """PNG plots (Gantt, memory, energy, rooflines) of `result`'s run, or else of one prefill
+        then one decode step, written into `directory`; the paths written."""
+        from pimc.plots import PlotData, write_plots
+
+        events = list(result.events) if result is not None else self._static_events()
+        data = PlotData(
+            title=f"{self.manifest['model']} on {self.target.name}",
+            events=tuple(events),
+            schedules={name: Schedule.from_json(d) for name, d in self.schedules.items()},
+            target=self.target,
+            placement=self.manifest.get("placement") or {},
+            run=result is not None,
+        )
+        return write_plots(data, directory)
+
     def _static_events(self) -> list[Event]:
+        if self.manifest.get("kernel"):
+            return phase_events(self.module, KERNEL_FUNCTION)
         prefill = phase_events(self.module, "prefill")
         end = max((e.end_s for e in prefill), default=0.0)
         return prefill + phase_events(self.module, "decode", offset_s=end)
@@ -278,6 +296,29 @@ def estimate(
     solver: str = "cpsat",
 ) -> Report:
     """Cost only (no weights): schedule one prefill and one decode step and report them."""
+    program = estimate_program(model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group,
+                               overrides=overrides, dataflow=dataflow, fuse=fuse, objective=objective,
+                               time_limit=time_limit, solver=solver)
+    return program.kernel_report() if program.manifest["kernel"] else program.report()
+
+
+def estimate_program(
+    model: str | ModelSource,
+    target: str | Target = "cpu-a76",
+    *,
+    seq_len: int = 128,
+    context: int | None = None,
+    wbits: float = 32,
+    abits: float = 32,
+    group: int = 32,
+    overrides: Sequence[str] = (),
+    dataflow: str = "auto",
+    fuse: bool = False,
+    objective: str = "latency",
+    time_limit: float = 1.0,
+    solver: str = "cpsat",
+) -> Program:
+    """What `estimate` reports from: the scheduled, lowered program without weights (for plots)."""
     started = time.perf_counter()
     mapping = _map_options(objective, time_limit, solver)
     source, tgt = _prepare(model, target, overrides)
@@ -291,12 +332,12 @@ def estimate(
         "options": {"seq_len": seq_len, "context": context},
         "schedule": _schedule_summary(lowered.mapped),
         "placement": placement_table(lowered.mapped),
+        "kernel": source.is_kernel,
     }
-    program = Program(lowered.module, {}, tgt, manifest)
+    schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
+    program = Program(lowered.module, {}, tgt, manifest, lowered.llm_ir, schedules)
     program.compile_s = time.perf_counter() - started
-    if source.is_kernel:
-        return program.kernel_report()
-    return program.report()
+    return program
 
 
 def load(path: str | Path) -> Program:

@@ -35,6 +35,24 @@ DataflowOpt = Annotated[str, typer.Option("--dataflow", help="Attention dataflow
 ObjectiveOpt = Annotated[str, typer.Option("--objective", help="Mapper objective: latency | energy | offchip | mix[:latency=W,energy=W,offchip=W].")]
 TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="CP-SAT limit per solve (deterministic seconds; results are reproducible).")]
 SolverOpt = Annotated[str, typer.Option("--solver", help="Mapper: cpsat | heft | topo-lru | single:DEVICE (baselines for comparison).")]
+PlotsOpt = Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots (Gantt, memory, energy, rooflines) into DIR.")]
+ReportOpt = Annotated[Optional[Path], typer.Option("--report", help="Write the report to F: Markdown if F ends .md, JSON if .json.")]
+
+
+def _report_format(path: Path | None) -> str | None:
+    """md or json from --report's suffix, checked before any work is done."""
+    if path is None:
+        return None
+    suffix = path.suffix.lower()
+    if suffix not in (".md", ".json"):
+        raise PimcError(f"--report {path}: expected a file name ending .md (Markdown) or .json")
+    return suffix[1:]
+
+
+def _save_report(path: Path | None, report: pimc.Report) -> None:
+    if path is not None:
+        text = report.to_json() if _report_format(path) == "json" else report.to_markdown()
+        _write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _version(value: bool) -> None:
@@ -73,9 +91,11 @@ def compile(
     objective: ObjectiveOpt = "latency",
     time_limit: TimeLimitOpt = 1.0,
     solver: SolverOpt = "cpsat",
+    report_file: ReportOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compile MODEL for a target into a program bundle."""
+    _report_format(report_file)
     if model.lower().endswith(".gguf") and wbits != 32:
         typer.echo(f"pimc: note: --wbits {wbits:g} re-quantizes the GGUF's dequantized weights (its own encodings are dropped)", err=True)
     program = pimc.compile(
@@ -84,6 +104,7 @@ def compile(
         objective=objective, time_limit=time_limit, solver=solver,
     )
     path = program.save(output)
+    _save_report(report_file, program.report())
     if as_json:
         typer.echo(json.dumps({"bundle": str(path), "report": program.report().data}, indent=2))
     else:
@@ -125,8 +146,6 @@ def _save_trace(path: Path, trace: dict) -> None:
 
 
 TraceOpt = Annotated[Optional[Path], typer.Option("--trace", help="Write a Chrome/Perfetto trace (JSON) to F.")]
-
-
 @app.command()
 def run(
     bundle: Annotated[Path, typer.Argument(help="A bundle written by `pimc compile`.")],
@@ -135,9 +154,12 @@ def run(
     tokens: Annotated[int, typer.Option("--tokens", "-n", help="Tokens to generate (prefill gives the first).")] = 16,
     save_logits: Annotated[Optional[Path], typer.Option("--save-logits", help="Write float32 logits [positions, vocab] to F.npy.")] = None,
     trace: TraceOpt = None,
+    plots: PlotsOpt = None,
+    report_file: ReportOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Simulate a bundle: prefill the prompt, then decode."""
+    _report_format(report_file)
     if (prompt is None) == (input_ids is None):
         raise PimcError("give the prompt as --prompt TEXT or --input-ids 1,2,3 (one of them)")
     program = pimc.load(bundle)
@@ -148,6 +170,9 @@ def run(
         _save_npy(save_logits, result.logits)
     if trace is not None:
         _save_trace(trace, program.trace(result))
+    if plots is not None:
+        program.plots(plots, result)
+    _save_report(report_file, result.report)
     if as_json:
         out = {"tokens": result.tokens, **({"text": text} if text is not None else {}), "report": result.report.data}
         typer.echo(json.dumps(out, indent=2))
@@ -173,13 +198,20 @@ def estimate(
     objective: ObjectiveOpt = "latency",
     time_limit: TimeLimitOpt = 1.0,
     solver: SolverOpt = "cpsat",
+    plots: PlotsOpt = None,
+    report_file: ReportOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cost of one prefill and one decode step of MODEL on a target."""
-    report = pimc.estimate(
+    _report_format(report_file)
+    program = pimc.api.estimate_program(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group, overrides=overrides or (),
         dataflow=dataflow, fuse=fuse, objective=objective, time_limit=time_limit, solver=solver,
     )
+    report = program.kernel_report() if program.manifest["kernel"] else program.report()
+    if plots is not None:
+        program.plots(plots)
+    _save_report(report_file, report)
     _emit_report(report, as_json)
 
 
@@ -188,6 +220,7 @@ def report(
     bundle: Annotated[Path, typer.Argument(help="A bundle written by `pimc compile`.")],
     format: Annotated[str, typer.Option("--format", help="md | json")] = "md",
     trace: TraceOpt = None,
+    plots: PlotsOpt = None,
 ) -> None:
     """The static report of a bundle (one prefill, one decode step as scheduled)."""
     if format not in ("md", "json"):
@@ -195,6 +228,8 @@ def report(
     program = pimc.load(bundle)
     if trace is not None:
         _save_trace(trace, program.trace())
+    if plots is not None:
+        program.plots(plots)
     _emit_report(program.report(), format == "json")
 
 

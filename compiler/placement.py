@@ -4,7 +4,8 @@ Built from the mapper's problems and checked schedules (so it shows exactly what
 every op, its cost on each device that can run it, the device chosen, and a short reason — the only
 device that runs it, the fastest one, or the fastest was passed over by the scheduler (busy, or its
 inputs were elsewhere) — plus the devices a target pass ruled out and why. Stored in the manifest,
-so a bundle's report shows it too; the report's `placement` key and Markdown section render it.
+so a bundle's report shows it too; `flops` (the work the cost models were given) places each op
+on a roofline; the report's `placement` key and Markdown section render it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def placement_rows(fn: MappedFunction) -> list[dict[str, Any]]:
             "device": slot.device,
             "start_s": slot.start_s,
             **chosen,
+            "flops": node.flops,
             "why": _reason(node.kind, slot.device, candidates, fn.schedule.solver),
             "candidates": candidates,
         }

@@ -28,13 +28,30 @@ class PhaseStats:
 
 
 def device_usage(events: Iterable[Event], kinds: dict[str, str]) -> dict[str, dict[str, Any]]:
-    usage = {name: {"kind": kind, "busy_s": 0.0, "energy_j": 0.0, "ops": 0} for name, kind in sorted(kinds.items())}
+    usage = {name: {"kind": kind, "busy_s": 0.0, "energy_j": 0.0, "ops": 0, "offchip_bytes": 0.0}
+             for name, kind in sorted(kinds.items())}
     for e in events:
         u = usage[e.device]
         u["busy_s"] += e.end_s - e.start_s
         u["energy_j"] += e.energy_j
         u["ops"] += 1
+        u["offchip_bytes"] += e.offchip_bytes
     return usage
+
+
+TOP_OPS = 10
+
+
+def top_ops(placement: dict[str, list[dict[str, Any]]], count: int = TOP_OPS) -> list[dict[str, Any]]:
+    """The `count` longest ops of all functions (one call each, as scheduled), longest first."""
+    rows = [(function, r) for function, fn_rows in placement.items() for r in fn_rows]
+    rows.sort(key=lambda fr: (-fr[1]["latency_s"], fr[0], fr[1]["start_s"], fr[1]["op"]))
+    return [
+        {"function": function, "op": r["op"], "kind": r["kind"], "device": r["device"],
+         **({"weights": r["weights"]} if "weights" in r else {}),
+         "latency_s": r["latency_s"], "energy_j": r["energy_j"], "offchip_bytes": r["offchip_bytes"]}
+        for function, r in rows[:count]
+    ]
 
 
 def build_report(
@@ -66,6 +83,7 @@ def build_report(
     }
     if placement is not None:
         report["placement"] = placement
+        report["top_ops"] = top_ops(placement)
     report.update(extra or {})
     return report
 
@@ -92,6 +110,7 @@ def build_kernel_report(
     }
     if placement is not None:
         report["placement"] = placement
+        report["top_ops"] = top_ops(placement)
     return report
 
 
@@ -126,15 +145,47 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"| time to first token | {_si(report['ttft_s'], 's')} |",
         f"| tokens/s | {tps:.2f} |" if tps else "| tokens/s | n/a |",
         f"| J/token | {_si(report['joules_per_token'], 'J')} |",
-        f"| schedule | {report['schedule']['solver']} ({report['schedule']['status']}) |",
+        f"| off-chip traffic | {_mb(p['offchip_bytes'])} prefill, {_mb(d['offchip_bytes'])}/token decode |",
+        _schedule_row(report["schedule"]),
     ]
     if "run" in report:
         r = report["run"]
-        lines.append(f"| run | {r['generated_tokens']} tokens in {_si(r['latency_s'], 's')}, {_si(r['energy_j'], 'J')} |")
-    lines += ["", "| device | kind | busy | energy | ops |", "|---|---|---|---|---|"]
+        lines.append(f"| run | {r['generated_tokens']} tokens in {_si(r['latency_s'], 's')}, {_si(r['energy_j'], 'J')}, "
+                     f"{_mb(r['offchip_bytes'])} off-chip |")
+    return "\n".join(lines + _devices_markdown(report) + _top_ops_markdown(report) + _placement_markdown(report)) + "\n"
+
+
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 1e6:.3f} MB"
+
+
+def _schedule_row(schedule: dict[str, Any]) -> str:
+    gap = schedule.get("gap")
+    bound = schedule.get("bound")
+    proof = f"gap {gap:.2%} (bound {bound:.6g})" if gap is not None and bound is not None else "gap n/a (no bound)"
+    return f"| schedule | {schedule['solver']} solver, status {schedule['status']}, objective {schedule['objective']:.6g}, {proof} |"
+
+
+def _devices_markdown(report: dict[str, Any]) -> list[str]:
+    scope = "the run" if "run" in report else "the kernel" if "kernel" in report else "one prefill + one decode step"
+    lines = ["", f"## Devices ({scope})", "", "| device | kind | busy | energy | off-chip | ops |", "|---|---|---|---|---|---|"]
     for name, u in report["devices"].items():
-        lines.append(f"| {name} | {u['kind']} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | {u['ops']} |")
-    return "\n".join(lines + _placement_markdown(report)) + "\n"
+        offchip = _mb(u["offchip_bytes"]) if "offchip_bytes" in u else "n/a"
+        lines.append(f"| {name} | {u['kind']} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | {offchip} | {u['ops']} |")
+    return lines
+
+
+def _top_ops_markdown(report: dict[str, Any]) -> list[str]:
+    top = report.get("top_ops")
+    if not top:
+        return []
+    lines = ["", f"## Top {len(top)} ops by time (one call, as scheduled)", "",
+             "| phase | op | kind | device | time | energy | off-chip |", "|---|---|---|---|---|---|---|"]
+    for t in top:
+        name = f"{t['op']} ({', '.join(t['weights'])})" if t.get("weights") else t["op"]
+        lines.append(f"| {t['function']} | {name} | {t['kind']} | {t['device']} | {_si(t['latency_s'], 's')} | "
+                     f"{_si(t['energy_j'], 'J')} | {_mb(t['offchip_bytes'])} |")
+    return lines
 
 
 def placement_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,11 +235,6 @@ def _kernel_markdown(report: dict[str, Any]) -> str:
         "| metric | value |",
         "|---|---|",
         f"| kernel | {_si(k['latency_s'], 's')}, {_si(k['energy_j'], 'J')}, {k['offchip_bytes'] / 1e6:.3f} MB off-chip |",
-        f"| schedule | {report['schedule']['solver']} ({report['schedule']['status']}) |",
-        "",
-        "| device | kind | busy | energy | ops |",
-        "|---|---|---|---|---|",
+        _schedule_row(report["schedule"]),
     ]
-    for name, u in report["devices"].items():
-        lines.append(f"| {name} | {u['kind']} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | {u['ops']} |")
-    return "\n".join(lines + _placement_markdown(report)) + "\n"
+    return "\n".join(lines + _devices_markdown(report) + _top_ops_markdown(report) + _placement_markdown(report)) + "\n"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
@@ -10,6 +12,9 @@ from xdsl.interpreter import Interpreter
 from xdsl.ir import Operation
 
 from pimc.dialects.sched import Scheduled, placement_of
+
+if TYPE_CHECKING:
+    from pimc.mapping.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class Event:
     end_s: float
     energy_j: float
     offchip_bytes: float
+    slot: int | None = None
+    """The op's position in its phase's schedule (its row in the placement table)."""
 
 
 def op_event(op: Operation, phase: str, step: int, offset_s: float) -> Event:
@@ -31,7 +38,8 @@ def op_event(op: Operation, phase: str, step: int, offset_s: float) -> Event:
     start = offset_s + place.start_s
     kernel = op.properties.get("kernel")  # a library-kernel op names the operator it runs
     label = kernel.data if isinstance(kernel, StringAttr) else op.name
-    return Event(phase, step, place.device, label, start, start + place.latency_s, place.energy_j, place.offchip_bytes)
+    return Event(phase, step, place.device, label, start, start + place.latency_s, place.energy_j, place.offchip_bytes,
+                 place.slot)
 
 
 def function(module: ModuleOp, name: str) -> func.FuncOp:
@@ -48,6 +56,21 @@ def phase_events(module: ModuleOp, phase: str, step: int = 0, offset_s: float = 
 
 def span_s(events: list[Event]) -> float:
     return max((e.end_s for e in events), default=0.0) - min((e.start_s for e in events), default=0.0)
+
+
+def call_offsets(events: list[Event], schedules: Mapping[str, Schedule]) -> list[tuple[str, float]]:
+    """(phase, start of that call) for every call of a phase in the run, in time order: where to
+    place a phase's schedule (its transfers and residency) on the run's time axis."""
+    first: dict[tuple[str, int], float] = {}
+    for e in events:
+        key = (e.phase, e.step)
+        first[key] = min(first.get(key, e.start_s), e.start_s)
+    calls = []
+    for (phase, _), start in first.items():
+        schedule = schedules.get(phase)
+        earliest = min((s.start_s for s in schedule.slots.values()), default=0.0) if schedule else 0.0
+        calls.append((phase, start - earliest))
+    return sorted(calls, key=lambda c: (c[1], c[0]))
 
 
 class TimelineRecorder(Interpreter.Listener):

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pimc.mapping.schedule import Schedule
-from pimc.timeline import Event
+from pimc.timeline import Event, call_offsets
 
 __all__ = ["build_trace", "trace_json"]
 
@@ -35,20 +35,6 @@ def _meta(pid: int, tid: int | None, name: str, value: str) -> dict[str, Any]:
     if tid is not None:
         event["tid"] = tid
     return event
-
-
-def _call_offsets(events: list[Event], schedules: Mapping[str, Schedule]) -> list[tuple[str, float]]:
-    """(phase, start of that call) for every call of a phase in the run, in time order."""
-    first: dict[tuple[str, int], float] = {}
-    for e in events:
-        key = (e.phase, e.step)
-        first[key] = min(first.get(key, e.start_s), e.start_s)
-    calls = []
-    for (phase, _), start in first.items():
-        schedule = schedules.get(phase)
-        earliest = min((s.start_s for s in schedule.slots.values()), default=0.0) if schedule else 0.0
-        calls.append((phase, start - earliest))
-    return sorted(calls, key=lambda c: (c[1], c[0]))
 
 
 def build_trace(events: Iterable[Event], schedules: Mapping[str, Schedule], memory_kinds: Mapping[str, str],
@@ -74,7 +60,7 @@ def build_trace(events: Iterable[Event], schedules: Mapping[str, Schedule], memo
         })
 
     occupancy: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for phase, offset in _call_offsets(events, schedules):
+    for phase, offset in call_offsets(events, schedules):
         schedule = schedules.get(phase)
         if schedule is None:
             continue

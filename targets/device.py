@@ -53,9 +53,24 @@ class DeviceBase(StrictModel):
     description: str | None = Field(default=None, description="free text, e.g. the part number")
 
 
+@dataclass(frozen=True)
+class Roofline:
+    """The ceilings a roofline plot draws for a device, read from its own numbers.
+
+    `peaks` are (label, arithmetic ops/s) of the units that run ops (an FMA counts as 2, as in
+    `Work.flops`); `bandwidth_bytes_per_s` is the rate its cost model charges off-chip bytes at.
+    `meaning` says in one line what these peaks are, since they differ by kind.
+    """
+
+    peaks: tuple[tuple[str, float], ...]
+    bandwidth_bytes_per_s: float
+    meaning: str
+
+
 CostFn = Callable[["DeviceBase", "Memory", "Work"], "Cost"]
 TargetCostFn = Callable[["Target", "DeviceBase", "Work"], "Cost"]
 SupportsFn = Callable[["DeviceBase", "Work"], bool]
+RooflineFn = Callable[["DeviceBase", "Memory"], Roofline]
 
 
 def runs_everything(device: DeviceBase, work: Work) -> bool:
@@ -81,3 +96,6 @@ class DeviceKind:
     resident_weights: bool = False
     """The device computes on weights stored in place (crossbar cells, PUD bit-plane layout): the
     mapper keeps such weights in the device's memory for the whole schedule instead of streaming."""
+    roofline: RooflineFn | None = None
+    """Peak rates and bandwidth for roofline plots; None where a peak rate would mislead (the
+    rate of in-memory compute depends on bit widths and layout, not on a clock times units)."""

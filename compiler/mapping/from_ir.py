@@ -87,10 +87,10 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         kind, out = _tensor_kind_and_name(op, index, returned)
         names.names[op.results[0]] = out
         tensors[out] = Tensor(out, math.ceil(nbytes(op.results[0])), kind)
-        node = OpNode(f"op{index}", op.name, tuple(dict.fromkeys(names(v) for v in op.operands)), (out,))
+        work = op_work(op)
+        node = OpNode(f"op{index}", op.name, tuple(dict.fromkeys(names(v) for v in op.operands)), (out,), work.flops)
         nodes.append(node)
         ir_ops[node.name] = op
-        work = op_work(op)
         excluded = excluded_devices(op)
         capable = [d for d in devices if d not in excluded and can_run(target, d, work)]
         if not capable:

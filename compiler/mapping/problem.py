@@ -38,6 +38,8 @@ class OpNode:
     kind: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    flops: float = 0.0
+    """Its arithmetic (`Work.flops`), for reports and rooflines; the costs already price it."""
 
 
 @dataclass(frozen=True)
