@@ -160,10 +160,14 @@ def _mb(nbytes: float) -> str:
 
 
 def _schedule_row(schedule: dict[str, Any]) -> str:
-    gap = schedule.get("gap")
-    bound = schedule.get("bound")
-    proof = f"gap {gap:.2%} (bound {bound:.6g})" if gap is not None and bound is not None else "gap n/a (no bound)"
-    return f"| schedule | {schedule['solver']} solver, status {schedule['status']}, objective {schedule['objective']:.6g}, {proof} |"
+    """Solver, status, objective in its unit (the sum over phases), gap and bound when proven."""
+    kinds = {p.get("objective_kind", "makespan") for p in schedule.get("phases", {}).values()} or {"makespan"}
+    kind = kinds.pop() if len(kinds) == 1 else "objective"
+    show = {"makespan": lambda v: _si(v, "s"), "energy": lambda v: _si(v, "J"), "offchip": _mb}.get(kind, lambda v: f"{v:.6g}")
+    gap, bound = schedule.get("gap"), schedule.get("bound")
+    proof = f"gap {gap:.2%} (bound {show(bound)})" if gap is not None and bound is not None else "gap n/a (no bound)"
+    return (f"| schedule | {schedule['solver']} solver, status {schedule['status']}, "
+            f"{kind} {show(schedule['objective'])}, {proof} |")
 
 
 def _devices_markdown(report: dict[str, Any]) -> list[str]:
