@@ -49,6 +49,13 @@ def _report_format(path: Path | None) -> str | None:
     return suffix[1:]
 
 
+def _progress_unless(as_json: bool) -> None:
+    """Progress bars go to stderr on a terminal, but never with --json (one JSON object and nothing else)."""
+    from pimc import progress
+
+    progress.configure(enabled=False if as_json else None)
+
+
 def _save_report(path: Path | None, report: pimc.Report) -> None:
     if path is not None:
         text = report.to_json() if _report_format(path) == "json" else report.to_markdown()
@@ -96,6 +103,7 @@ def compile(
 ) -> None:
     """Compile MODEL for a target into a program bundle."""
     _report_format(report_file)
+    _progress_unless(as_json)
     if model.lower().endswith(".gguf") and wbits != 32:
         typer.echo(f"pimc: note: --wbits {wbits:g} re-quantizes the GGUF's dequantized weights (its own encodings are dropped)", err=True)
     program = pimc.compile(
@@ -160,6 +168,7 @@ def run(
 ) -> None:
     """Simulate a bundle: prefill the prompt, then decode."""
     _report_format(report_file)
+    _progress_unless(as_json)
     if (prompt is None) == (input_ids is None):
         raise PimcError("give the prompt as --prompt TEXT or --input-ids 1,2,3 (one of them)")
     program = pimc.load(bundle)
@@ -204,6 +213,7 @@ def estimate(
 ) -> None:
     """Cost of one prefill and one decode step of MODEL on a target."""
     _report_format(report_file)
+    _progress_unless(as_json)
     program = pimc.api.estimate_program(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group, overrides=overrides or (),
         dataflow=dataflow, fuse=fuse, objective=objective, time_limit=time_limit, solver=solver,

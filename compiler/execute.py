@@ -19,6 +19,7 @@ from pimc.dialects.fpga_semantics import FpgaFunctions
 from pimc.dialects.llm_semantics import LlmFunctions, RuntimeState, set_state
 from pimc.dialects.systolic_semantics import SystolicFunctions
 from pimc.dialects.pud_semantics import PudFunctions
+from pimc import progress
 from pimc.errors import PimcError
 from pimc.timeline import TimelineRecorder
 
@@ -76,11 +77,14 @@ class Executor:
         if n_tokens < 1:
             raise PimcError(f"--tokens must be at least 1, got {n_tokens}")
         self.reset()
-        logits, next_ids = self.call("prefill", np.asarray(prompt), np.arange(seq))
-        rows, tokens = [logits], [int(next_ids[-1])]
-        for position in range(seq, seq + n_tokens - 1):
-            step = position - seq + 1
-            logits, next_ids = self.call("decode", np.asarray([tokens[-1]]), np.asarray([position]), step)
-            rows.append(logits)
-            tokens.append(int(next_ids[-1]))
+        with progress.task(f"simulating {n_tokens} tokens", total=n_tokens) as bar:
+            logits, next_ids = self.call("prefill", np.asarray(prompt), np.arange(seq))
+            rows, tokens = [logits], [int(next_ids[-1])]
+            bar.advance()
+            for position in range(seq, seq + n_tokens - 1):
+                step = position - seq + 1
+                logits, next_ids = self.call("decode", np.asarray([tokens[-1]]), np.asarray([position]), step)
+                rows.append(logits)
+                tokens.append(int(next_ids[-1]))
+                bar.advance()
         return Generation(tokens, np.concatenate(rows).astype(np.float32))

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
+from pimc import progress
 from pimc.dialects import llm
 from pimc.errors import ModelError
 from pimc.frontends.ggml_weights import GgmlTensor, GgmlWeights
@@ -195,22 +196,28 @@ class GgufImport:
     def weights(self, module: ModuleOp) -> GgmlWeights:
         """Every weight `module` names: 2-D tensors in their encoding, 1-D ones (norms, biases) as float32."""
         entries: dict[str, GgmlTensor | np.ndarray] = {}
-        for name, shape in weight_shapes(module).items():
-            gname = gguf_tensor_name(name)
-            tensor = _tensor(self.file, gname)
-            if tuple(tensor.shape) != tuple(shape):
-                raise ModelError(f"{self.file.path}: tensor '{gname}' has shape {list(tensor.shape)}, expected {list(shape)}")
-            entry = GgmlTensor(tensor.ggml_type, tuple(shape), np.array(tensor.data))  # copy out of the memory map
-            heads = self._permuted_heads(gname)
-            if len(shape) == 1 or tensor.ggml_type == "F32":
-                values = entry.dequantize()
-                if not np.all(np.isfinite(values)):
-                    raise ModelError(f"{self.file.path}: tensor '{gname}' holds NaN or infinite values")
-                entries[name] = values[head_rows(heads, shape[0])] if heads else values
-            else:
-                blocks = entry.blocks[head_rows(heads, shape[0])] if heads else entry.blocks
-                entries[name] = GgmlTensor(entry.ggml_type, entry.shape, np.ascontiguousarray(blocks))
+        shapes = weight_shapes(module)
+        with progress.task(f"reading weights of {self.file.path.name}", total=len(shapes)) as bar:
+            for name, shape in shapes.items():
+                entries[name] = self._weight(name, shape)
+                bar.advance()
         return GgmlWeights(entries)
+
+    def _weight(self, name: str, shape) -> GgmlTensor | np.ndarray:
+        """One weight: 1-D and F32 tensors dequantized (rows in llama order), the rest as ggml blocks."""
+        gname = gguf_tensor_name(name)
+        tensor = _tensor(self.file, gname)
+        if tuple(tensor.shape) != tuple(shape):
+            raise ModelError(f"{self.file.path}: tensor '{gname}' has shape {list(tensor.shape)}, expected {list(shape)}")
+        entry = GgmlTensor(tensor.ggml_type, tuple(shape), np.array(tensor.data))  # copy out of the memory map
+        heads = self._permuted_heads(gname)
+        if len(shape) == 1 or tensor.ggml_type == "F32":
+            values = entry.dequantize()
+            if not np.all(np.isfinite(values)):
+                raise ModelError(f"{self.file.path}: tensor '{gname}' holds NaN or infinite values")
+            return values[head_rows(heads, shape[0])] if heads else values
+        blocks = entry.blocks[head_rows(heads, shape[0])] if heads else entry.blocks
+        return GgmlTensor(entry.ggml_type, entry.shape, np.ascontiguousarray(blocks))
 
     def _permuted_heads(self, gname: str) -> int:
         """Heads whose rows llama.cpp permuted in tensor `gname` (0: none)."""

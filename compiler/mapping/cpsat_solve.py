@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
+from pimc import progress
 from pimc.errors import ScheduleError
 from collections.abc import Sequence
 
@@ -60,7 +61,9 @@ def solve_cpsat(problem: MappingProblem, options: SolveOptions = SolveOptions(),
         prm.interleave_search = True
     prm.max_deterministic_time = options.time_limit_s
     prm.max_time_in_seconds = 10 * options.time_limit_s + 5  # wall-clock safety net only
-    status = solver.solve(model.m)
+    with progress.solver(f"CP-SAT, {len(problem.ops)} ops") as live:
+        watch = _Watch(live, scale.unit_s if terms.kind == "makespan" else None) if progress.enabled() else None
+        status = solver.solve(model.m, watch)
     name = solver.status_name(status)
     if status == cp_model.INFEASIBLE:
         raise ScheduleError("CP-SAT proved the mapping infeasible (memories too small for the live "
@@ -77,6 +80,20 @@ def solve_cpsat(problem: MappingProblem, options: SolveOptions = SolveOptions(),
         gap = 0.0
     return Schedule(slots=schedule.slots, residency=schedule.residency, transfers=schedule.transfers,
                     solver="cpsat", status=name, objective=value, bound=bound, gap=gap)
+
+
+class _Watch(cp_model.CpSolverSolutionCallback):
+    """Shows each solution's objective and the proven bound on the progress line (terminals only;
+    it reads the search, never steers it, so schedules stay the same)."""
+
+    def __init__(self, live, unit_s: float | None):
+        super().__init__()
+        self._live, self._unit_s = live, unit_s
+
+    def on_solution_callback(self) -> None:
+        scale = self._unit_s or 1.0
+        self._live.update(objective=self.objective_value * scale, bound=self.best_objective_bound * scale,
+                          unit="s" if self._unit_s else "(model units)")
 
 
 @dataclass

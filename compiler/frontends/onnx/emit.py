@@ -21,6 +21,7 @@ from xdsl.dialects.builtin import DenseArrayBase, StringAttr, TensorType, UnitAt
 from xdsl.ir import Attribute, Block, SSAValue
 from xdsl.rewriter import InsertPoint
 
+from pimc import progress
 from pimc.dialects import llm
 from pimc.dialects.llm import f64_attr, i64_attr
 from pimc.errors import ModelError
@@ -117,13 +118,17 @@ class Importer:
     def run(self, block: Block, bindings: dict[str, Value], positions: SSAValue | None) -> None:
         self.b = Builder(InsertPoint.at_end(block))
         self.positions = positions
-        for name in self.model.initializer_names():
-            self.bind(name, Const(self.model.initializer(name), True, False, name))
-        for name, value in bindings.items():
-            self.bind(name, value)
-        for index, node in enumerate(self.model.graph.node):
-            self.node = node
-            self.import_node(index, node)
+        initializers, nodes = self.model.initializer_names(), self.model.graph.node
+        with progress.task(f"importing {self.model.name}", total=len(initializers) + len(nodes)) as bar:
+            for name in initializers:
+                self.bind(name, Const(self.model.initializer(name), True, False, name))
+                bar.advance()
+            for name, value in bindings.items():
+                self.bind(name, value)
+            for index, node in enumerate(nodes):
+                self.node = node
+                self.import_node(index, node)
+                bar.advance()
         self.node = None
 
     def bind(self, name: str, value: Value) -> None:
