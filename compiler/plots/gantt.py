@@ -89,7 +89,7 @@ def plot(data, colors: KindColors) -> Figure:
 
     handles = [Patch(color=colors.color(k), label=colors.label(k)) for k in colors.legend_keys()]
     kinds_seen = sorted({transfer_kind(src, dst, offchip) for _, _, _, src, dst, _ in transfers})
-    handles += [Patch(color=TRANSFER_COLORS[k], label=k) for k in kinds_seen]
+    handles += [Patch(color=TRANSFER_COLORS[k], label=f"{k} (link lanes)") for k in kinds_seen]
     fig.legend(handles=handles, loc="outside right upper", title="op kind / transfer" if kinds_seen else "op kind", fontsize=9, title_fontsize=9)
     return fig
 

@@ -78,9 +78,12 @@ def plot(data) -> Figure:
 
     kinds = sorted({transfer_kind(src, dst, offchip) for *_, src, dst, _ in transfers})
     handles = [Line2D([], [], color="#4e79a7", linewidth=6, alpha=0.5, label="activations, inputs, outputs")]
-    handles += [Line2D([], [], color=TRANSFER_COLORS[k], marker="v", linestyle="", label=f"{k} ({_count(transfers, k, offchip)})")
+    handles += [Line2D([], [], color=TRANSFER_COLORS[k], marker="s", linestyle="", label=f"{k} ({_count(transfers, k, offchip)})")
                 for k in kinds]
-    if not transfers:
+    if transfers:
+        handles += [Line2D([], [], color="0.4", marker="^", linestyle="", label="leaves this memory"),
+                    Line2D([], [], color="0.4", marker="v", linestyle="", label="arrives")]
+    else:
         handles.append(Line2D([], [], linestyle="", label="no spills, reloads or transfers"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9)
     return fig
