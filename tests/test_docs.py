@@ -55,3 +55,31 @@ def test_check_mode_names_a_stale_file(generate, tmp_path):
     (tmp_path / "dialects.md").write_text(generate.dialects_markdown(), encoding="utf-8")
     (tmp_path / "targets.md").write_text("old\n", encoding="utf-8")
     assert generate.stale_files(tmp_path) == ["targets.md"]
+
+
+README = DOCS.parent / "README.md"
+
+
+def test_readme_target_example_is_the_shipped_file_and_loads():
+    from pimc.targets import load_target
+
+    readme = README.read_text(encoding="utf-8")
+    block = readme.split("```toml\nname = \"my-soc\"", 1)[1].split("```", 1)[0]
+    shipped = (DOCS.parent / "examples" / "golden_test" / "my-soc.toml").read_text(encoding="utf-8")
+    assert shipped.endswith('name = "my-soc"' + block)
+    assert {d.kind for d in load_target(DOCS.parent / "examples" / "golden_test" / "my-soc.toml").devices} == {"cpu", "systolic"}
+
+
+def test_readme_names_every_pass_lowering_kind_and_example():
+    from pimc.passes import all_passes
+    from pimc.pipeline import LOWERINGS
+    from pimc.targets import DEVICE_KINDS
+
+    readme = README.read_text(encoding="utf-8")
+    for name in all_passes():
+        assert f"`{name}`" in readme, f"README does not mention the pass {name}"
+    for kind, lowering in LOWERINGS.items():
+        assert f"`{lowering.name}`" in readme and f"`{kind}`" in readme
+    assert set(LOWERINGS) == set(DEVICE_KINDS)
+    for script in sorted((DOCS.parent / "examples").glob("*.py")):
+        assert f"examples/{script.name}" in readme, f"README does not list {script.name}"
