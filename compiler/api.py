@@ -235,14 +235,8 @@ def compile(
     if source.is_kernel:
         raise PimcError(f"{source.spec}: a kernel model has no tokens to run; use `pimc estimate` for its cost")
     context = context or _default_context(seq_len)
-    module = source.build(seq_len, context)
-    graph_passes(module, wbits, group, abits)
-    target_passes(module, tgt, dataflow, fuse)
-    store = source.load_weights(module, weights, seed)
-    weight_passes(module, store, tgt)
+    lowered, store = _lower(source, tgt, seq_len, context, wbits, abits, group, dataflow, fuse, mapping, (weights, seed))
     tokenizer, tokenizer_note = _tokenizer(source)
-    lowered = map_and_lower(module, tgt, mapping)
-    schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
     manifest = {
         "schema": "pimc.bundle/1",
         "pimc_version": __version__,
@@ -263,12 +257,37 @@ def compile(
             "time_limit": time_limit,
             "solver": solver,
         },
-        "schedule": _schedule_summary(lowered.mapped),
-        "placement": placement_table(lowered.mapped),
+        **_mapping_summary(lowered),
     }
     if tokenizer_note:
         manifest["tokenizer_note"] = tokenizer_note
-    return Program(lowered.module, store, tgt, manifest, lowered.llm_ir, schedules, time.perf_counter() - started, tokenizer)
+    return Program(lowered.module, store, tgt, manifest, lowered.llm_ir, _schedules(lowered),
+                   time.perf_counter() - started, tokenizer)
+
+
+def _lower(source: ModelSource, tgt: Target, seq_len: int, context: int, wbits: float, abits: float, group: int,
+           dataflow: str, fuse: bool, mapping: MapOptions, weights: tuple[str, int] | None = None):
+    """The one compile pipeline: build → graph passes → target passes → (weights) → map and lower.
+
+    `weights` = (kind, seed) loads and places weights (compile); None keeps it cost-only (estimate).
+    Returns the lowered result and the weight store ({} when cost-only)."""
+    module = source.build(seq_len, context)
+    graph_passes(module, wbits, group, abits)
+    target_passes(module, tgt, dataflow, fuse)
+    store: dict = {}
+    if weights is not None:
+        store = source.load_weights(module, *weights)
+        weight_passes(module, store, tgt)
+    return map_and_lower(module, tgt, mapping), store
+
+
+def _schedules(lowered) -> dict[str, Any]:
+    return {f.name: f.schedule.to_json() for f in lowered.mapped}
+
+
+def _mapping_summary(lowered) -> dict[str, Any]:
+    """The manifest keys both compile and estimate record: solver summary and per-op placement."""
+    return {"schedule": _schedule_summary(lowered.mapped), "placement": placement_table(lowered.mapped)}
 
 
 def _tokenizer(source: ModelSource):
@@ -323,19 +342,14 @@ def estimate_program(
     mapping = _map_options(objective, time_limit, solver)
     source, tgt = _prepare(model, target, overrides)
     context = context or _default_context(seq_len)
-    module = source.build(seq_len, context)
-    graph_passes(module, wbits, group, abits)
-    target_passes(module, tgt, dataflow, fuse)
-    lowered = map_and_lower(module, tgt, mapping)
+    lowered, _ = _lower(source, tgt, seq_len, context, wbits, abits, group, dataflow, fuse, mapping)
     manifest = {
         "model": source.name,
         "options": {"seq_len": seq_len, "context": context},
-        "schedule": _schedule_summary(lowered.mapped),
-        "placement": placement_table(lowered.mapped),
+        **_mapping_summary(lowered),
         "kernel": source.is_kernel,
     }
-    schedules = {f.name: f.schedule.to_json() for f in lowered.mapped}
-    program = Program(lowered.module, {}, tgt, manifest, lowered.llm_ir, schedules)
+    program = Program(lowered.module, {}, tgt, manifest, lowered.llm_ir, _schedules(lowered))
     program.compile_s = time.perf_counter() - started
     return program
 
