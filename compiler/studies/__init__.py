@@ -1,0 +1,1 @@
+"""Published experiments pimc reproduces, each defined once for its bench script, example and tests."""

@@ -1,0 +1,135 @@
+"""MVDRAM's experiment (Kubo et al., arXiv 2503.23817), defined once: bench/reproduce_mvdram.py,
+examples/mvdram.py and the tests all price it through these functions, so they print the same numbers.
+
+The setting (see REFERENCE.md "DRAM processing-using-DRAM" and the presets' source comments):
+- GeMV `gemv:32000x4096` (Llama-2-7B output layer) and llama2-13b decode (context 256: the paper
+  generates 256 tokens), `ddr4-pud-x4` (4x DDR4-2400 + i7-9700K host) against `cpu-i7-9700k`.
+- PUD side: q-bit integer codes, symmetric, one f16 scale per output channel (the published host
+  time, 0.05 ms, leaves no room for reading group-128 scales); activations quantized to the weight
+  width, at least 2 bits (`pud_act_bits`). Assumed, not stated by the paper's abstract: the
+  published in-DRAM time at 2-bit, 0.14 ms, is what the command count gives at 2-bit activations
+  (98k row operations x 4 commands x 1.5 ns over 4 module streams = 0.147 ms); 8-bit activations
+  need 4x the row operations.
+- CPU side: the paper's baseline is llama.cpp, whose q-bit weights are its block formats
+  (`LLAMA_CPP_FORMATS`, ggml-common.h): Q2_K stores 2.625 bits per weight (2-bit codes, a 4-bit
+  scale and min per 16 weights, two f16 per 256), Q4_K 4.5, Q8_0 8.5. The CPU streams those bytes
+  (it is memory-bound: the Q2_K AVX2 dot product needs ~22 cycles per 256 weights, 0.3-0.4 ms for
+  this GeMV on 8 cores, under the 1.33 ms of streaming 43 MB). llama.cpp quantizes the activation
+  to 8 bits (Q8_K / Q8_0) for its integer dot products: `CPU_ACT_BITS`. Widths llama.cpp has no
+  format for (1, 7) use B-bit codes with an f16 scale per 32 weights, the Q4_0 / Q8_0 block layout
+  (assumed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pimc
+from pimc.dialects import llm
+from pimc.frontends import ModelSource, read_model
+from pimc.frontends.gguf_model import weight_quant
+
+GEMV = "gemv:32000x4096"
+E2E_MODEL = "llama2-13b"
+PUD_TARGET = "ddr4-pud-x4"
+CPU_TARGET = "cpu-i7-9700k"
+PER_CHANNEL = 1 << 16
+"""A quantization group longer than any input dimension: one scale per output channel."""
+CPU_ACT_BITS = 8
+LLAMA_CPP_FORMATS = {2: "q2_k", 3: "q3_k", 4: "q4_k", 5: "q5_k", 6: "q6_k", 8: "q8_0"}
+"""llama.cpp's weight format of each width (the K-quants, and Q8_0 for 8 bits)."""
+FALLBACK_GROUP = 32
+"""Widths without a llama.cpp format: an f16 scale per 32 weights, as Q4_0 / Q8_0 (assumed)."""
+E2E_SETTING = {"seq_len": 8, "context": 256}
+
+PUBLISHED_GEMV = {2: {"cpu_ms": 1.44, "pud_ms": 0.19, "dram_ms": 0.14, "host_ms": 0.05, "speedup": 7.29}}
+PUBLISHED_E2E = {2: {"speedup": 2.18, "energy": 3.04}, 4: {"speedup": 1.31, "energy": 2.35}}
+TOLERANCE = 0.25
+
+
+def pud_act_bits(wbits: int) -> int:
+    """Activation width on the PUD modules: the weight width, at least 2 (pimc's quantizer starts at int2)."""
+    return max(2, wbits)
+
+
+@dataclass(frozen=True)
+class LlamaCppWeights(ModelSource):
+    """A model whose linears store their weights in one llama.cpp block format (the CPU baseline)."""
+
+    ggml_format: str = "q2_k"
+
+    def build(self, seq_len: int, context: int):
+        module = super().build(seq_len, context)
+        quant = weight_quant(self.ggml_format, self.spec)
+        for op in module.walk():
+            if isinstance(op, llm.LinearOp):
+                op.properties["wquant"] = quant
+        return module
+
+
+def cpu_format(wbits: int) -> str:
+    return LLAMA_CPP_FORMATS.get(wbits, f"int{wbits} group {FALLBACK_GROUP}" if wbits > 1 else f"binary group {FALLBACK_GROUP}")
+
+
+def cpu_estimate(spec: str, wbits: int, **kw) -> pimc.Report:
+    """The llama.cpp baseline on `cpu-i7-9700k`: weights in llama.cpp's format of `wbits` bits."""
+    if wbits in LLAMA_CPP_FORMATS:
+        source = read_model(spec)
+        source = LlamaCppWeights(source.config, source.spec, source.folder, ggml_format=LLAMA_CPP_FORMATS[wbits])
+        return pimc.estimate(source, CPU_TARGET, abits=CPU_ACT_BITS, **kw)
+    return pimc.estimate(spec, CPU_TARGET, wbits=wbits, abits=CPU_ACT_BITS, group=FALLBACK_GROUP, **kw)
+
+
+def pud_estimate(spec: str, wbits: int, abits: int | None = None, group: int = PER_CHANNEL, **kw) -> pimc.Report:
+    """MVDRAM on `ddr4-pud-x4`: q-bit codes (one scale per `group` inputs), `abits`-bit activations."""
+    return pimc.estimate(spec, PUD_TARGET, wbits=wbits, abits=abits or pud_act_bits(wbits), group=group, **kw)
+
+
+def group_label(group: int) -> str:
+    return "per-channel" if group == PER_CHANNEL else f"group {group}"
+
+
+def gemv_row(wbits: int, abits: int | None = None, group: int = PER_CHANNEL) -> dict:
+    """The GeMV at `wbits`: CPU and PUD time (in-DRAM and host parts), speedup, energy ratio."""
+    from pimc.dialects.llm_work import op_work
+    from pimc.frontends import build_module
+    from pimc.pipeline import graph_passes
+    from pimc.targets import load_target
+    from pimc.targets.dram_pud import breakdown
+
+    abits = abits or pud_act_bits(wbits)
+    cpu = cpu_estimate(GEMV, wbits).data["kernel"]
+    pud = pud_estimate(GEMV, wbits, abits, group).data["kernel"]
+    target = load_target(PUD_TARGET)
+    module = build_module(read_model(GEMV).config, 1, 1)
+    graph_passes(module, wbits, group, abits)
+    linear = next(op for op in module.walk() if isinstance(op, llm.LinearOp))
+    phases = breakdown(target, target.device("pud"), op_work(linear))
+    return {
+        "wbits": wbits, "abits": abits, "group": group_label(group), "cpu_format": cpu_format(wbits),
+        "cpu_ms": cpu["latency_s"] * 1e3, "pud_ms": pud["latency_s"] * 1e3,
+        "cpu_mj": cpu["energy_j"] * 1e3, "pud_mj": pud["energy_j"] * 1e3,
+        "dram_ms": phases.dram.latency_s * 1e3,
+        "host_ms": (phases.encode.latency_s + phases.aggregate.latency_s) * 1e3,
+        "tasks": phases.geometry.tasks, "row_ops": phases.counts.ops,
+        "speedup": cpu["latency_s"] / pud["latency_s"], "energy_ratio": cpu["energy_j"] / pud["energy_j"],
+    }
+
+
+def e2e_row(wbits: int, abits: int | None = None, group: int = PER_CHANNEL) -> dict:
+    """llama2-13b decode at `wbits`: tokens/s and J/token on both targets."""
+    abits = abits or pud_act_bits(wbits)
+    cpu = cpu_estimate(E2E_MODEL, wbits, **E2E_SETTING)
+    pud = pud_estimate(E2E_MODEL, wbits, abits, group, **E2E_SETTING)
+    linears = [r for r in pud.data["placement"]["decode"] if r["kind"] == "llm.linear"]
+    return {
+        "wbits": wbits, "abits": abits, "group": group_label(group), "cpu_format": cpu_format(wbits),
+        "cpu_tokens_per_s": cpu.tokens_per_s, "pud_tokens_per_s": pud.tokens_per_s,
+        "cpu_j_per_token": cpu.joules_per_token, "pud_j_per_token": pud.joules_per_token,
+        "speedup": pud.tokens_per_s / cpu.tokens_per_s, "energy_ratio": cpu.joules_per_token / pud.joules_per_token,
+        "linears_on_pud": sum(r["device"] == "pud" for r in linears), "linears": len(linears),
+    }
+
+
+def deviation(got: float, want: float) -> float:
+    return got / want - 1
