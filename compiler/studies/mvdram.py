@@ -18,6 +18,19 @@ The setting (see REFERENCE.md "DRAM processing-using-DRAM" and the presets' sour
   to 8 bits (Q8_K / Q8_0) for its integer dot products: `CPU_ACT_BITS`. Widths llama.cpp has no
   format for (1, 7) use B-bit codes with an f16 scale per 32 weights, the Q4_0 / Q8_0 block layout
   (assumed).
+
+Layout reading (REFERENCE: "one DRAM row per input index j ... one RowCopy feeds q.M partial
+products"): pimc keeps one row per (input j, weight bit i) with the q planes reduced together in
+DRAM (bit position k + i). Packing the q planes of row j side by side (q.M columns, each plane
+reduced alone, q x r rows read) gives the same command count for this GeMV (2 x 32000 columns
+exceed the 57,671 reliable columns of a row, so it takes two chunks: 97,792 vs 98,176 row ops at
+W2A2) and reads ~45% more result bits, but halves (2-bit) and quarters (4-bit) the row operations
+of llama2-13b's 5120-wide layers, which would leave the 4-bit decode gain as large as the 2-bit one
+(the paper: 2.18x vs 1.31x). The per-plane-row layout matches both.
+
+Not reproduced: the energy ratios (the CPU model's power while memory-bound is 20 W static + the
+energy of the ops it executes, ~33 W on this GeMV; the host's shift-add of the result rows costs
+most of the PUD side's energy); see bench/reproduce_mvdram.py for the deviations.
 """
 
 from __future__ import annotations
