@@ -24,7 +24,7 @@ products"): pimc keeps one row per (input j, weight bit i) with the q planes red
 DRAM (bit position k + i). Packing the q planes of row j side by side (q.M columns, each plane
 reduced alone, q x r rows read) gives the same command count for this GeMV (2 x 32000 columns
 exceed the 57,671 reliable columns of a row, so it takes two chunks: 97,792 vs 98,176 row ops at
-W2A2) and reads ~45% more result bits, but halves (2-bit) and quarters (4-bit) the row operations
+W2A2) and reads 60% more result bits (2 x 8 rows vs 10 per block), but halves (2-bit) and quarters (4-bit) the row operations
 of llama2-13b's 5120-wide layers, which would leave the 4-bit decode gain as large as the 2-bit one
 (the paper: 2.18x vs 1.31x). The per-plane-row layout matches both.
 
