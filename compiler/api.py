@@ -30,6 +30,7 @@ from pimc.targets import Target, load_target
 from pimc.mapping.schedule import Schedule
 from pimc.timeline import Event, TimelineRecorder, phase_events
 from pimc.trace import build_trace
+from pimc.transfers import link_usage, transfer_events
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,17 @@ class Program:
     def context(self) -> int:
         return self.manifest["options"]["context"]
 
+    def _schedules(self) -> dict[str, Schedule]:
+        return {name: Schedule.from_json(data) for name, data in self.schedules.items()}
+
+    def _phase_stats(self, phase: str) -> PhaseStats:
+        """One call of `phase` as scheduled: its ops and its transfers over links."""
+        events = phase_events(self.module, phase)
+        return PhaseStats.of(events, transfer_events(events, self._schedules(), self.target))
+
     def _report(self, events, extra: dict | None = None) -> Report:
-        prefill = PhaseStats.of(phase_events(self.module, "prefill"))
-        decode = PhaseStats.of(phase_events(self.module, "decode"))
+        prefill = self._phase_stats("prefill")
+        decode = self._phase_stats("decode")
         kinds = {d.name: d.kind for d in self.target.devices}
         return Report(
             build_report(
@@ -112,6 +121,7 @@ class Program:
                 prefill=prefill,
                 decode=decode,
                 devices=device_usage(events, kinds),
+                links=link_usage(transfer_events(events, self._schedules(), self.target), self.target),
                 schedule=self.manifest["schedule"],
                 placement=self.manifest.get("placement"),
                 extra={**report_sections(self.module), **(extra or {})},
@@ -128,8 +138,9 @@ class Program:
         kinds = {d.name: d.kind for d in self.target.devices}
         return Report(build_kernel_report(
             model=self.manifest["model"], target=self.target.name, compile_s=self.compile_s,
-            kernel=PhaseStats.of(events), devices=device_usage(events, kinds), schedule=self.manifest["schedule"],
-            placement=self.manifest.get("placement"),
+            kernel=self._phase_stats(KERNEL_FUNCTION), devices=device_usage(events, kinds),
+            links=link_usage(transfer_events(events, self._schedules(), self.target), self.target),
+            schedule=self.manifest["schedule"], placement=self.manifest.get("placement"),
         ))
 
     def run(self, prompt: Sequence[int], tokens: int = 16) -> RunResult:
@@ -138,11 +149,12 @@ class Program:
         executor = Executor(self.module, self.weights, recorder)
         generation = executor.generate(list(prompt), tokens)
         events = recorder.events
+        transfers = transfer_events(events, self._schedules(), self.target)
         run = {
             "prompt_tokens": len(prompt),
             "generated_tokens": len(generation.tokens),
             "latency_s": max((e.end_s for e in events), default=0.0),
-            "energy_j": sum(e.energy_j for e in events),
+            "energy_j": sum(e.energy_j for e in events) + sum(t.energy_j for t in transfers),
             "offchip_bytes": sum(e.offchip_bytes for e in events),
         }
         simulator = executor.stats()  # e.g. the ADC error of crossbar devices
@@ -152,9 +164,8 @@ class Program:
     def trace(self, result: RunResult | None = None) -> dict[str, Any]:
         """A Chrome/Perfetto trace: of `result`'s run, or else of one prefill then one decode step."""
         events = list(result.events) if result is not None else self._static_events()
-        schedules = {name: Schedule.from_json(data) for name, data in self.schedules.items()}
         kinds = {m.name: m.kind for m in self.target.memories}
-        return build_trace(events, schedules, kinds, title=f"{self.manifest['model']} on {self.target.name}")
+        return build_trace(events, self._schedules(), kinds, title=f"{self.manifest['model']} on {self.target.name}")
 
     def plots(self, directory: str | Path, result: RunResult | None = None) -> list[Path]:
         """PNG plots (Gantt, memory, energy, rooflines) of `result`'s run, or else of one prefill
@@ -165,7 +176,7 @@ class Program:
         data = PlotData(
             title=f"{self.manifest['model']} on {self.target.name}",
             events=tuple(events),
-            schedules={name: Schedule.from_json(d) for name, d in self.schedules.items()},
+            schedules=self._schedules(),
             target=self.target,
             placement=self.manifest.get("placement") or {},
             run=result is not None,

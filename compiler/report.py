@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pimc.timeline import Event, span_s
+from pimc.transfers import TransferEvent
 
 SCHEMA = "pimc.report/1"
 
@@ -23,8 +24,11 @@ class PhaseStats:
     offchip_bytes: float
 
     @classmethod
-    def of(cls, events: list[Event]) -> PhaseStats:
-        return cls(span_s(events), sum(e.energy_j for e in events), sum(e.offchip_bytes for e in events))
+    def of(cls, events: list[Event], transfers: Iterable[TransferEvent] = ()) -> PhaseStats:
+        """Latency: the span of the ops; energy: the ops' and the links' (each transfer's bytes
+        times its link's energy per byte); off-chip bytes: what the ops' cost models count."""
+        energy = sum(e.energy_j for e in events) + sum(t.energy_j for t in transfers)
+        return cls(span_s(events), energy, sum(e.offchip_bytes for e in events))
 
 
 def device_usage(events: Iterable[Event], kinds: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -67,7 +71,10 @@ def build_report(
     schedule: dict[str, Any],
     placement: dict[str, list[dict[str, Any]]] | None = None,
     extra: dict[str, Any] | None = None,
+    links: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`links` ({name: usage}, `pimc.transfers.link_usage`) sits beside `devices`: the phases'
+    `energy_j` is the devices' plus the links'."""
     report = {
         "schema": SCHEMA,
         "model": model,
@@ -79,6 +86,7 @@ def build_report(
         "tokens_per_s": 1.0 / decode.latency_s if decode.latency_s > 0 else None,
         "joules_per_token": decode.energy_j,
         "devices": devices,
+        **({"links": links} if links is not None else {}),
         "schedule": schedule,
     }
     if placement is not None:
@@ -97,6 +105,7 @@ def build_kernel_report(
     devices: dict[str, dict[str, Any]],
     schedule: dict[str, Any],
     placement: dict[str, list[dict[str, Any]]] | None = None,
+    links: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report of a kernel model (`gemv:MxK`, `gemm:MxKxN`): `kernel` instead of prefill/decode."""
     report = {
@@ -106,6 +115,7 @@ def build_kernel_report(
         "compile_s": compile_s,
         "kernel": _stats(kernel),
         "devices": devices,
+        **({"links": links} if links is not None else {}),
         "schedule": schedule,
     }
     if placement is not None:
@@ -172,10 +182,14 @@ def _schedule_row(schedule: dict[str, Any]) -> str:
 
 def _devices_markdown(report: dict[str, Any]) -> list[str]:
     scope = "the run" if "run" in report else "the kernel" if "kernel" in report else "one prefill + one decode step"
-    lines = ["", f"## Devices ({scope})", "", "| device | kind | busy | energy | off-chip | ops |", "|---|---|---|---|---|---|"]
+    title = "Devices and links" if report.get("links") else "Devices"
+    lines = ["", f"## {title} ({scope})", "", "| device | kind | busy | energy | off-chip | ops |", "|---|---|---|---|---|---|"]
     for name, u in report["devices"].items():
         offchip = _mb(u["offchip_bytes"]) if "offchip_bytes" in u else "n/a"
         lines.append(f"| {name} | {u['kind']} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | {offchip} | {u['ops']} |")
+    for name, u in report.get("links", {}).items():
+        lines.append(f"| {name} | link {' ↔ '.join(u['endpoints'])} | {_si(u['busy_s'], 's')} | {_si(u['energy_j'], 'J')} | "
+                     f"{_mb(u['bytes'])} moved | {u['transfers']} transfers |")
     return lines
 
 

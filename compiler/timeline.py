@@ -58,19 +58,24 @@ def span_s(events: list[Event]) -> float:
     return max((e.end_s for e in events), default=0.0) - min((e.start_s for e in events), default=0.0)
 
 
-def call_offsets(events: list[Event], schedules: Mapping[str, Schedule]) -> list[tuple[str, float]]:
-    """(phase, start of that call) for every call of a phase in the run, in time order: where to
-    place a phase's schedule (its transfers and residency) on the run's time axis."""
+def calls(events: list[Event], schedules: Mapping[str, Schedule]) -> list[tuple[str, int, float]]:
+    """(phase, step, start of that call) for every call of a phase in the run, in time order: where
+    to place a phase's schedule (its transfers and residency) on the run's time axis."""
     first: dict[tuple[str, int], float] = {}
     for e in events:
         key = (e.phase, e.step)
         first[key] = min(first.get(key, e.start_s), e.start_s)
-    calls = []
-    for (phase, _), start in first.items():
+    out = []
+    for (phase, step), start in first.items():
         schedule = schedules.get(phase)
         earliest = min((s.start_s for s in schedule.slots.values()), default=0.0) if schedule else 0.0
-        calls.append((phase, start - earliest))
-    return sorted(calls, key=lambda c: (c[1], c[0]))
+        out.append((phase, step, start - earliest))
+    return sorted(out, key=lambda c: (c[2], c[0], c[1]))
+
+
+def call_offsets(events: list[Event], schedules: Mapping[str, Schedule]) -> list[tuple[str, float]]:
+    """(phase, start of that call) for every call of a phase in the run, in time order."""
+    return [(phase, offset) for phase, _, offset in calls(events, schedules)]
 
 
 class TimelineRecorder(Interpreter.Listener):

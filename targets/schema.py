@@ -107,6 +107,17 @@ class Target(StrictModel):
             "links": [link.model_dump() for link in links],
         })
 
+    def memory_links(self) -> dict[tuple[str, str], Link]:
+        """Each link under the pairs of memories it joins, both ways (a device endpoint stands for
+        its memory; a link from a device to its own memory joins nothing). Transfers name memories."""
+        names = {m.name for m in self.memories}
+        out = {}
+        for link in self.links:
+            a, b = (e if e in names else self.device(e).memory for e in link.endpoints)
+            if a != b:
+                out[(a, b)] = out[(b, a)] = link
+        return out
+
     def memory_of(self, device: str | DeviceBase) -> Memory:
         """The memory a device (or device name) computes from."""
         d = self.device(device) if isinstance(device, str) else device

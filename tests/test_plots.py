@@ -118,7 +118,9 @@ def _synthetic_plot_data() -> PlotData:
     """Two calls of a one-op phase on a target with an on-chip SRAM: a spill and a reload each."""
     base = load_target("cpu-a76").model_dump(mode="json", exclude_none=True)
     sram_memory = {"name": "sram", "kind": "sram", "capacity_bytes": 1024, "bandwidth_gb_per_s": 100.0, "energy_pj_per_byte": 1.0}
-    target = Target.model_validate({**base, "memories": [*base["memories"], sram_memory]}, strict=False)
+    link = {"name": "sram_bus", "endpoints": ["sram", "dram"], "bandwidth_gb_per_s": 100.0, "latency_ns": 0.0,
+            "energy_pj_per_byte": 2.0}
+    target = Target.model_validate({**base, "memories": [*base["memories"], sram_memory], "links": [link]}, strict=False)
     sram, dram = "sram", "dram"
     schedule = Schedule(
         slots={"op0": OpSlot("op0", target.devices[0].name, 0.0, 4e-6)},

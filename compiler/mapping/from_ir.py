@@ -127,15 +127,8 @@ def exclude_device(op: Operation, device: str, reason: str) -> None:
 
 def _links(target: Target) -> dict[tuple[str, str], LinkCost]:
     """Each link joins the memories of its endpoints (a device endpoint stands for its memory)."""
-    memory_names = {m.name for m in target.memories}
-    links = {}
-    for link in target.links:
-        a, b = (e if e in memory_names else target.device(e).memory for e in link.endpoints)
-        if a == b:
-            continue
-        cost = LinkCost(link.bandwidth_gb_per_s * 1e9, link.latency_ns * 1e-9, link.energy_pj_per_byte * 1e-12)
-        links[(a, b)] = links[(b, a)] = cost
-    return links
+    return {pair: LinkCost(link.bandwidth_gb_per_s * 1e9, link.latency_ns * 1e-9, link.energy_pj_per_byte * 1e-12)
+            for pair, link in target.memory_links().items()}
 
 
 def map_module(module: ModuleOp, target: Target, options: MapOptions = MapOptions()) -> list[MappedFunction]:

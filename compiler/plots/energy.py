@@ -1,7 +1,8 @@
-"""Energy breakdown: per phase, one stacked bar per device, a segment per op kind.
+"""Energy breakdown: per phase, one stacked bar per device (a segment per op kind) and one bar
+per link (its transfers: bytes times the link's energy per byte).
 
-The energies are the events' (each op's cost-model energy, static power over its latency
-included), the same figures the report's `energy_j` sums.
+Device energies are the events' (each op's cost-model energy, static power over its latency
+included), link energies the transfers' (`pimc.transfers`): together the report's `energy_j`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections import defaultdict
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from pimc.plots.style import KindColors, energy_unit, new_figure, si
+from pimc.plots.style import TRANSFER_COLORS, KindColors, energy_unit, new_figure, si
+from pimc.transfers import transfer_events
 
 
 def plot(data, colors: KindColors) -> Figure:
@@ -20,6 +22,9 @@ def plot(data, colors: KindColors) -> Figure:
     fig = new_figure(SIZES["energy"])
     phases = list(dict.fromkeys(e.phase for e in sorted(data.events, key=lambda e: (e.start_s, e.phase))))
     devices = [d.name for d in data.target.devices]
+    links = sorted(link.name for link in data.target.links)
+    transfers = transfer_events(data.events, data.schedules, data.target)
+    bars = devices + [f"{name}\n(link)" for name in links]
     if not phases:
         ax = fig.add_subplot()
         ax.axis("off")
@@ -32,15 +37,19 @@ def plot(data, colors: KindColors) -> Figure:
         table: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for e in events:
             table[colors.key(data.kind_of(e))][e.device] += e.energy_j
-        totals = [sum(table[k][d] for k in table) for d in devices]
+        link_j = {name: sum(t.energy_j for t in transfers if t.phase == phase and t.link == name) for name in links}
+        totals = [sum(table[k][d] for k in table) for d in devices] + [link_j[name] for name in links]
         scale, unit = energy_unit(max(totals, default=0.0) or 1.0)
-        bottom = [0.0] * len(devices)
+        bottom = [0.0] * len(bars)
         for key in colors.legend_keys():
             if key not in table:
                 continue
-            heights = [table[key][d] * scale for d in devices]
-            ax.bar(devices, heights, bottom=bottom, color=colors.color(key), width=0.6)
+            heights = [table[key][d] * scale for d in devices] + [0.0] * len(links)
+            ax.bar(bars, heights, bottom=bottom, color=colors.color(key), width=0.6)
             bottom = [b + h for b, h in zip(bottom, heights)]
+        if links:
+            ax.bar(bars, [0.0] * len(devices) + [link_j[name] * scale for name in links], color=TRANSFER_COLORS["transfer"],
+                   width=0.6)
         for x, total in enumerate(totals):
             ax.text(x, total * scale, si(total, "J") if total else "idle", ha="center", va="bottom", fontsize=9)
         ax.set_ylim(0, max(totals, default=0.0) * scale * 1.15 or 1)
@@ -51,5 +60,7 @@ def plot(data, colors: KindColors) -> Figure:
         ax.set_axisbelow(True)
     fig.suptitle(f"{data.title}: energy by device and op kind", x=0.01, ha="left")
     handles = [Patch(color=colors.color(k), label=colors.label(k)) for k in colors.legend_keys()]
+    if links:
+        handles.append(Patch(color=TRANSFER_COLORS["transfer"], label="link transfers"))
     fig.legend(handles=handles, loc="outside right upper", title="op kind", fontsize=9, title_fontsize=9)
     return fig
