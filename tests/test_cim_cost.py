@@ -40,9 +40,9 @@ def test_ternary_gemv_latency_and_energy(target):
     # round = read 3.16 ns + ADC (8 + 2) / 1 GS/s + 2.2 digital periods of 10 ns = 35.16 ns; 32 rounds
     assert b.read_s == pytest.approx(32 * 3.16e-9, rel=1e-12)
     assert b.adc_s == pytest.approx(32 * 10e-9, rel=1e-12)
-    # digital: 32 x 22 ns + adder tree (4 rounds x log2(16) + 1 register) + 2000 issue cycles, 10 ns each
-    assert b.digital_s == pytest.approx(32 * 22e-9 + (16 + 1 + 2000) * 10e-9, rel=1e-12)
-    latency = 32 * 35.16e-9 + 2017 * 10e-9
+    # digital: 32 x 22 ns + adder tree (4 rounds x log2(16) + 1 register) + 16 issue cycles, 10 ns each
+    assert b.digital_s == pytest.approx(32 * 22e-9 + (16 + 1 + 16) * 10e-9, rel=1e-12)
+    latency = 32 * 35.16e-9 + 33 * 10e-9
     assert b.latency_s == pytest.approx(latency, rel=1e-12)
     assert b.dac_j == pytest.approx(8 * 4096 * 32 * 50e-15, rel=1e-12)        # 8 steps x 4096 word lines x 32 column slices
     assert b.cell_j == pytest.approx(8 * 4096 * 4096 * 2 * 15.8e-15, rel=1e-12)  # every weight cell read per step
@@ -52,23 +52,26 @@ def test_ternary_gemv_latency_and_energy(target):
     assert b.static_j == pytest.approx(0.05 * latency, rel=1e-12)
     assert b.offchip_bytes == 0.0 and b.spill_s == 0.0
     cost = op_cost(target, "xbar", work)
-    assert cost.latency_s == pytest.approx(21.29512e-6, rel=1e-9)
+    assert cost.latency_s == pytest.approx(1.45512e-6, rel=1e-9)
     assert cost.energy_j == pytest.approx(b.energy_j, rel=1e-12)
     assert cost.energy_j == pytest.approx(
-        52.4288e-9 + 4.24140e-6 + 10.48576e-6 + 65.536e-9 + 102.4e-9 + 0.05 * 21.29512e-6, rel=1e-5
+        52.4288e-9 + 4.24140e-6 + 10.48576e-6 + 65.536e-9 + 102.4e-9 + 0.05 * 1.45512e-6, rel=1e-5
     )
 
 
-def test_crossbar_share_is_tiny(target):
+def test_analog_part_of_one_gemv(target):
     b = breakdown(target.device("xbar"), target.memory("lpddr"), linear())
-    assert b.analog_s / b.latency_s < 0.06  # reads + ADC: 0.42 us of 21.3 us
+    # reads + ADC: 32 rounds x 13.16 ns = 0.42 us of 1.46 us; a decode step's share is far smaller,
+    # attention on the systolic array dominates it (bench/reproduce_pimllm.py)
+    assert b.analog_s == pytest.approx(32 * 13.16e-9, rel=1e-12)
+    assert b.analog_s / b.latency_s == pytest.approx(0.42112 / 1.45512, rel=1e-9)
 
 
 def test_prefill_rows_stream_through(target):
     one = breakdown(target.device("xbar"), target.memory("lpddr"), linear(rows=1))
     many = breakdown(target.device("xbar"), target.memory("lpddr"), linear(rows=128))
     assert many.analog_s == pytest.approx(128 * one.analog_s, rel=1e-12)
-    assert many.latency_s - 128 * 32 * 35.16e-9 == pytest.approx(2017 * 10e-9, rel=1e-9)
+    assert many.latency_s - 128 * 32 * 35.16e-9 == pytest.approx(33 * 10e-9, rel=1e-9)
 
 
 def test_int4_weights_take_bit_slices_and_group_limits_rows(target):

@@ -13,7 +13,7 @@ import pytest
 from xdsl.dialects.builtin import DictionaryAttr, StringAttr
 
 import pimc
-from pimc.dialects import cim, cpu, fpga, llm, pud
+from pimc.dialects import cim, cpu, fpga, llm, pud, systolic
 from pimc.execute import Executor
 from pimc.frontends import read_model
 from pimc.ir import parse_module
@@ -60,7 +60,9 @@ def test_tiny_llama_on_mixed_presets_matches_the_cpu_program(name):
     on_cpu = _cpu_reference(4, 8)
     assert generated.tokens == reference.tokens == on_cpu.tokens
     scale = np.abs(on_cpu.logits).max()
-    assert np.abs(generated.logits - on_cpu.logits).max() < 1e-5 * scale  # every path here is exact at W4A8
+    # every path is exact at W4A8 except attention on a systolic array, which has int8 operands
+    on_array = any(isinstance(op, systolic.AttentionOp) for op in program.module.walk())
+    assert np.abs(generated.logits - on_cpu.logits).max() < (0.03 if on_array else 1e-5) * scale
 
 
 def _force(module, target):

@@ -45,13 +45,14 @@ def bundle(tiny_program, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def soc_program():
-    """tiny-llama on the heterogeneous edge SoC: ops on the CPU and the FPGA (W4A8)."""
+    """tiny-llama on the heterogeneous edge SoC: ops on the CPU, the FPGA and the crossbars (W4A8)."""
     return estimate_program("tiny-llama", "edge-soc", seq_len=8, context=32, wbits=4, abits=8)
 
 
 def test_every_plot_is_a_png_of_its_size(soc_program, tmp_path):
     paths = soc_program.plots(tmp_path / "plots")
-    assert [p.name for p in paths] == ["gantt.png", "memory.png", "energy.png", "roofline-cpu.png", "roofline-fpga.png"]
+    assert [p.name for p in paths] == ["gantt.png", "memory.png", "energy.png", "roofline-cpu.png", "roofline-fpga.png",
+                                      "roofline-xbar.png"]
     _check_pngs(tmp_path / "plots", {p.name for p in paths})
 
 
