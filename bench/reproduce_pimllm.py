@@ -2,9 +2,10 @@
 (projections, FFN and lm_head on resident RRAM crossbars, attention and the rest on a 32x32 int8
 systolic array) against `tpu-llm` (the same array doing everything, weights streamed from LPDDR).
 
-The experiment is defined once, in examples/pimllm.py (`decode`, `pim_vs_tpu`): ternary weights with
-one scale per output channel, int8 activations, one decode token at the given context (every KV-cache
-slot read), mapped by pimc's default mapper (CP-SAT) with the devices' mechanism cost models.
+The experiment is defined once, in `pimc.studies.pimllm` (shared with examples/pimllm.py; its
+docstring lists the setting and the assumptions): ternary weights with one scale per output channel,
+int8 activations, one decode token at the given context (every KV-cache slot read), mapped by pimc's
+default mapper (CP-SAT) with the devices' mechanism cost models.
 Published figures (REFERENCE.md): 79.2x tokens/s for OPT-6.7B and 11.6x for GPT-2 medium at context
 128; the systolic array 60-74% of PIM-LLM's latency at 128, crossbar+DAC+ADC under 1%; about +70%
 tokens/J for GPT-2 medium at context 4096.
@@ -22,20 +23,21 @@ Usage: python bench/reproduce_pimllm.py [--quick]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from pimc.frontends import read_model
+from pimc.studies.pimllm import (
+    CONTEXT,
+    FITTED_OVERHEAD,
+    PIM_TARGET,
+    PUBLISHED,
+    PUBLISHED_TOKENS_PER_J,
+    Decode,
+    pim_vs_tpu,
+)
+from pimc.targets import load_target
 
-from pimllm import CONTEXT, PUBLISHED, Decode, pim_vs_tpu  # noqa: E402 (the one definition of the experiment)
-
-from pimc.frontends import read_model  # noqa: E402
-from pimc.targets import load_target  # noqa: E402
-
-PUBLISHED_TOKENS_PER_J = {("gpt2-medium", 4096): 1.70}
 AMORTIZE_TOKENS = 1000
-FITTED = ("sa.op_overhead_cycles=2000", "xbar.op_overhead_cycles=2000")  # fitted earlier; sensitivity only
 
 
 def speedup(pim: Decode, tpu: Decode) -> float:
@@ -80,7 +82,7 @@ def sensitivity() -> None:
     print("| model | speedup | published | systolic share |")
     print("|---|---|---|---|")
     for model in PUBLISHED:
-        pim, tpu = pim_vs_tpu(model, overrides=FITTED)
+        pim, tpu = pim_vs_tpu(model, overrides=FITTED_OVERHEAD)
         print(f"| {model} | {speedup(pim, tpu):.1f}x | {PUBLISHED[model]}x | {pim.systolic_s / pim.latency_s:.0%} |")
 
 
@@ -88,7 +90,7 @@ def programming(results: dict[str, tuple[Decode, Decode]]) -> None:
     print(f"\n## Weight programming (once, amortised over {AMORTIZE_TOKENS} tokens)\n")
     print("| model | crossbars | ADC area | program time | program energy | per token | vs decode energy/token |")
     print("|---|---|---|---|---|---|---|")
-    xbar = load_target("pimllm-rram").device("xbar")
+    xbar = load_target(PIM_TARGET).device("xbar")
     for model, (pim, _) in results.items():
         per_token = pim.program_j / AMORTIZE_TOKENS
         print(f"| {model} | {pim.crossbars:,} | {xbar.adc_area_mm2(pim.crossbars):,.0f} mm2 | {pim.program_s * 1e3:.2f} ms | "

@@ -5,7 +5,6 @@ ratio is the quotient of the printed values) and with what the example claims in
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import os
 import re
 import runpy
@@ -45,16 +44,6 @@ def close(printed: float, exact: float, decimals: int) -> bool:
 def load_example(name: str):
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (dataclasses look their module up there)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_bench(name: str):
-    """A bench script as a module (its `main` not run); bench scripts import their example by path."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (dataclasses look their module up there)
     spec.loader.exec_module(module)
     return module
 
@@ -98,42 +87,13 @@ def test_pimllm():
     pim, tpu, gain = numbers(rf"gpt2-medium +W1.58 +pimllm-rram +{NUMBER} tok/s .*tpu-llm +{NUMBER} tok/s .*tok/J +{NUMBER}x tok/s,", out)
     assert abs(gain - pim / tpu) < 0.1 and gain > 1
     assert f"decodes {gain:.1f}x faster" in out
-    # the benchmark's table comes from the same function, so the two print the same ratio
-    bench = load_bench("reproduce_pimllm")
-    assert Path(inspect.getsourcefile(bench.pim_vs_tpu)) == EXAMPLES / "pimllm.py"
-    exact_pim, exact_tpu = bench.pim_vs_tpu("gpt2-medium")
+    # the benchmark prints the same experiment: `pimc.studies.pimllm`
+    from pimc.studies import pimllm
+    exact_pim, exact_tpu = pimllm.pim_vs_tpu("gpt2-medium")
     assert close(pim, exact_pim.tokens_per_s, 2) and close(tpu, exact_tpu.tokens_per_s, 3)
     assert close(gain, exact_tpu.latency_s / exact_pim.latency_s, 1)
-
-
-@pytest.mark.parametrize("target", ["pimllm-rram", "tpu-llm"])
-def test_pimllm_decode_is_what_estimate_reports(target):
-    """The experiment's `decode` runs the passes and mapper of `pimc.estimate`: same decode step."""
-    example = load_example("pimllm")
-    step = example.decode("tiny-llama", target, 32)
-    report = pimc.estimate("tiny-llama", target, seq_len=1, context=32, wbits=example.WBITS, abits=example.ABITS,
-                           group=example.PER_CHANNEL).data["decode"]
-    assert step.latency_s == pytest.approx(report["latency_s"], rel=1e-12)
-    assert step.energy_j == pytest.approx(report["energy_j"], rel=1e-12)
-
-
-def test_pimllm_decode_hand_computed():
-    """tiny-llama (2 layers, d 128, 4 heads / 2 KV heads of 32, FFN 344, vocab 512), one token at
-    context 32, on the 32x32 array at 100 MHz with 16 issue cycles per op."""
-    example = load_example("pimllm")
-    pim, tpu = example.pim_vs_tpu("tiny-llama", 32)
-    # attention per layer: QKᵀ and PV per KV head as [2, 32] x [32, 32] (two query heads stacked):
-    # 1 fold of 94 + 32 cycles each, x 2 KV heads x 2 products = 504; vector unit 1408 ops / 32 lanes = 44;
-    # + 16 issue; + 100 ns first LPDDR access (the 4 KB int8 KV cache streams under the compute)
-    assert pim.attention_s == pytest.approx(2 * ((504 + 44 + 16) / 100e6 + 100e-9), rel=1e-12)
-    # the baseline runs every linear as a one-row GEMV: ceil(N / 32) folds of (94 + K) cycles + 16 issue,
-    # + 100 ns first access of its streamed weights (compute-bound); the crossbars run them in PIM-LLM,
-    # every other op is the same on both arrays
-    gemv = lambda k, n: -(-n // 32) * (94 + k) + 16  # noqa: E731
-    layer = gemv(128, 128) * 2 + gemv(128, 64) * 2 + gemv(128, 344) * 2 + gemv(344, 128)
-    linears = 2 * layer + gemv(128, 512)
-    assert linears == 22392
-    assert tpu.busy_s["sa"] - pim.busy_s["sa"] == pytest.approx(linears / 100e6 + 15 * 100e-9, rel=1e-9)
+    for script in ("examples/pimllm.py", "bench/reproduce_pimllm.py"):
+        assert "from pimc.studies.pimllm import" in (ROOT / script).read_text()
 
 
 def test_meadow_bandwidth():
