@@ -79,11 +79,12 @@ def implied(results: dict[str, tuple[Decode, Decode]]) -> None:
 
 def sensitivity() -> None:
     print("\n## Sensitivity (NOT the default): the 2000-cycle per-op overhead an earlier version fitted to the published ratios\n")
-    print("| model | speedup | published | systolic share |")
-    print("|---|---|---|---|")
+    print("| model | speedup | published | systolic share | attention share |")
+    print("|---|---|---|---|---|")
     for model in PUBLISHED:
         pim, tpu = pim_vs_tpu(model, overrides=FITTED_OVERHEAD)
-        print(f"| {model} | {speedup(pim, tpu):.1f}x | {PUBLISHED[model]}x | {pim.systolic_s / pim.latency_s:.0%} |")
+        print(f"| {model} | {speedup(pim, tpu):.1f}x | {PUBLISHED[model]}x | {pim.systolic_s / pim.latency_s:.0%} | "
+              f"{pim.attention_s / pim.latency_s:.0%} |")
 
 
 def programming(results: dict[str, tuple[Decode, Decode]]) -> None:
