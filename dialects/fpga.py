@@ -7,6 +7,12 @@
   way from the DMA to the PEs; its time is the `fpga.gemm` stage it feeds.
 - `fpga.tphs`: attention as the token-parallel head-sequential pipeline (QKᵀ on the parallel PEs →
   softmax unit → SV on the broadcast PEs, head after head); scores never leave the chip.
+- `fpga.tphs_q`: the same pipeline starting at the Q projection (x · Wq_hᵀ per head on the parallel PEs,
+  then rope when the model has it): Q never leaves the chip either.
+- `fpga.dma_in`, `fpga.dma_out`: one tensor moved between off-chip DRAM and an on-chip buffer by the DMA
+  engines, tile by tile through a (double) buffer; `bytes` as moved (A8 codes, packed weights) and
+  `seconds` at the configured bandwidth. The compute op they feed or drain is priced with them: its
+  scheduled latency holds max(compute, DMA) when double-buffered.
 - `fpga.scores`, `fpga.softmax`, `fpga.pv`: attention in the GEMM form, each a pass through off-chip
   memory (scores [H, S, T] are written, read, written and read again).
 - `fpga.kernel`: any other `llm` operator on the vector unit (norms, elementwise, gathers, copies).
@@ -30,6 +36,7 @@ from xdsl.irdl import (
     result_def,
     traits_def,
     var_operand_def,
+    var_result_def,
 )
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
@@ -52,6 +59,44 @@ def _check_buffer(op: IRDLOperation, need: IntegerAttr, capacity: IntegerAttr, w
         raise VerifyException(
             f"{op.name}: {what} need {_int(need)} B on chip, more than the {_int(capacity)} B of buffers"
         )
+
+
+class _DmaOp(FpgaOp):
+    sources = var_operand_def(TensorType)
+    moved = var_result_def(TensorType)
+    what = prop_def(StringAttr)
+    bytes = prop_def(FloatAttr)
+    seconds = prop_def(FloatAttr)
+    tile_bytes = prop_def(IntegerAttr[I64])
+    double_buffered = opt_prop_def(UnitAttr)
+    onchip_capacity = prop_def(IntegerAttr[I64])
+    assembly_format = "$sources attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        if not self.sources or tuple(v.type for v in self.sources) != tuple(r.type for r in self.moved):
+            raise VerifyException(f"{self.name}: one result per moved tensor, of its type")
+        if self.bytes.value.data < 0 or self.seconds.value.data < 0 or _int(self.tile_bytes) < 0:
+            raise VerifyException(f"{self.name}: bytes, seconds and tile_bytes must not be negative")
+        halves = 2 if self.double_buffered is not None else 1
+        if halves * _int(self.tile_bytes) > _int(self.onchip_capacity):
+            raise VerifyException(
+                f"{self.name} ({self.what.data}): {halves} x {_int(self.tile_bytes)} B tile buffer, more than "
+                f"the {_int(self.onchip_capacity)} B on chip"
+            )
+
+
+@irdl_op_definition
+class DmaInOp(_DmaOp):
+    """`sources` read from off-chip DRAM into on-chip buffers (the same values, now on chip)."""
+
+    name = "fpga.dma_in"
+
+
+@irdl_op_definition
+class DmaOutOp(_DmaOp):
+    """`sources` written from their on-chip buffers to off-chip DRAM."""
+
+    name = "fpga.dma_out"
 
 
 @irdl_op_definition
@@ -148,6 +193,46 @@ class TphsOp(_AttentionProps):
 
 
 @irdl_op_definition
+class TphsQOp(_AttentionProps):
+    """Attention as the TPHS pipeline from the Q projection on: per head, Q_h = x · Wq_hᵀ (+ bias) from
+    integer codes (`wquant`, `aquant`), rope (`rope`: the `llm.rope` properties) when present, then
+    QKᵀ → softmax → SV, all on chip. Result [S, H, D] as `fpga.tphs`."""
+
+    name = "fpga.tphs_q"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    key = operand_def(TensorType)
+    value = operand_def(TensorType)
+    positions = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    result = result_def(TensorType)
+    wquant = prop_def(QuantAttr)
+    aquant = prop_def(QuantAttr)
+    rope = opt_prop_def(DictionaryAttr)
+    q_cycles = prop_def(IntegerAttr[I64])
+    rope_cycles = prop_def(IntegerAttr[I64])
+    qk_cycles = prop_def(IntegerAttr[I64])
+    softmax_cycles = prop_def(IntegerAttr[I64])
+    sv_cycles = prop_def(IntegerAttr[I64])
+    onchip_need = prop_def(IntegerAttr[I64])
+    onchip_capacity = prop_def(IntegerAttr[I64])
+    assembly_format = (
+        "$input `,` $weight `,` $key `,` $value `,` $positions (`bias` $bias^)? attr-dict `:` functional-type(operands, results)"
+    )
+
+    def verify_(self) -> None:
+        self._check_heads()
+        _check_buffer(self, self.onchip_need, self.onchip_capacity, "TPHS intermediates with the Q projection")
+        h, d = _int(self.heads), _int(self.head_dim)
+        n, k = tensor_shape(self.weight)
+        s = tensor_shape(self.input)[0]
+        if n != h * d or tensor_shape(self.input)[-1] != k:
+            raise VerifyException(f"fpga.tphs_q: weight [{n}, {k}] must be [{h * d}, {tensor_shape(self.input)[-1]}]")
+        if tensor_shape(self.result) != (s, h, d):
+            raise VerifyException(f"fpga.tphs_q: result must be [{s}, {h}, {d}]")
+
+
+@irdl_op_definition
 class ScoresOp(_AttentionProps):
     """GEMM form, phase 1: masked, scaled QKᵀ per head → [H, S, T], stored off chip."""
 
@@ -220,4 +305,4 @@ class KernelOp(ScheduledOp):
             raise VerifyException(f"fpga.kernel: '{name}' runs on the PEs (fpga.gemm / fpga.tphs), not the vector unit")
 
 
-FPGA = Dialect("fpga", [GemmOp, UnpackOp, TphsOp, ScoresOp, SoftmaxOp, PvOp, KernelOp], [])
+FPGA = Dialect("fpga", [DmaInOp, DmaOutOp, GemmOp, UnpackOp, TphsOp, TphsQOp, ScoresOp, SoftmaxOp, PvOp, KernelOp], [])

@@ -102,6 +102,29 @@ class FpgaFunctions(InterpreterFunctions):
             out[:, h, :] = head_pv(head_softmax(head_scores(q, k, pos, h, p)), v, h, p)
         return (out,)
 
+    @impl(fpga.TphsQOp)
+    def run_tphs_q(self, interpreter: Interpreter, op: fpga.TphsQOp, args: tuple) -> tuple:
+        """Q from integer codes as `fpga.gemm` makes it, rope as `llm.rope`, then the heads as `fpga.tphs`."""
+        x, w, k, v, pos, *b = args
+        s, heads, d = (int(n) for n in op.result.type.get_shape())
+        q = integer_linear(x, w, b[0] if b else None, op.wquant, op.aquant).reshape(s, heads, d)
+        if op.rope is not None:
+            params = {name: py_value(attr) for name, attr in op.rope.data.items()}
+            q = run_kernel("llm.rope", (q, pos), params, (op.result.type,), get_state(interpreter))
+        p = _params(op)
+        out = np.empty(q.shape, dtype=np.float32)
+        for h in range(heads):
+            out[:, h, :] = head_pv(head_softmax(head_scores(q, k, pos, h, p)), v, h, p)
+        return (out,)
+
+    @impl(fpga.DmaInOp)
+    def run_dma_in(self, interpreter: Interpreter, op: fpga.DmaInOp, args: tuple) -> tuple:
+        return tuple(args)
+
+    @impl(fpga.DmaOutOp)
+    def run_dma_out(self, interpreter: Interpreter, op: fpga.DmaOutOp, args: tuple) -> tuple:
+        return tuple(args)
+
     @impl(fpga.ScoresOp)
     def run_scores(self, interpreter: Interpreter, op: fpga.ScoresOp, args: tuple) -> tuple:
         q, k, pos = args

@@ -707,7 +707,7 @@ class SliceOp(_AxisOp):
         _require_result(self, expected)
 
 
-FUSED_PATTERNS = ("linear_act", "norm_linear", "gated_mlp", "attention_block")
+FUSED_PATTERNS = ("linear_act", "norm_linear", "gated_mlp", "attention_block", "tphs_attention")
 """What a fused chain computes (the `fuse` pass names the pattern it matched)."""
 
 

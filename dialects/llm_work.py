@@ -140,8 +140,21 @@ def _fused(op: llm.FusedOp) -> Work:
     return Work(
         op.name, sum(w.flops for w in parts), min(w.compute_bits for w in parts), weight_bytes,
         sum(nbytes(v) for v in op.inputs if not _is_weight(v)), nbytes(op.result),
-        weight_bits=anchor.weight_bits, act_bits=anchor.act_bits,
+        dims=_merged(parts, "dims"), weight_bits=anchor.weight_bits, act_bits=anchor.act_bits,
+        hints=_merged(parts, "hints"),
     )
+
+
+def _merged(parts: list[Work], field: str) -> dict:
+    """The parts' dims (or hints) in one dict when no two parts name the same key (e.g. a linear's
+    rows/n/k beside an attention's heads/keys), so mechanism-level models can price the chain; else {}."""
+    merged: dict = {}
+    for part in parts:
+        values = getattr(part, field)
+        if merged.keys() & values.keys():
+            return {}
+        merged.update(values)
+    return merged
 TRANSCENDENTAL_FLOPS = 4.0
 """Flops charged per element for exp, log, sqrt, tanh, sin ... (one polynomial evaluation's worth)."""
 
@@ -215,7 +228,7 @@ def op_work(op: Operation) -> Work:
         for name, attr in op.attributes.items()
         if name.startswith(HINT_PREFIX) and isinstance(attr, IntegerAttr | FloatAttr)
     }
-    return dataclasses.replace(work, hints=hints) if hints else work
+    return dataclasses.replace(work, hints={**work.hints, **hints}) if hints else work
 
 
 HINT_PREFIX = "pimc.hint."

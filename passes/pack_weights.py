@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, ModuleOp, StringAttr, f64
+from xdsl.ir import BlockArgument
 from xdsl.passes import ModulePass
 
 from pimc.dialects import llm
@@ -34,9 +35,17 @@ PACKET = 16
 """IDs per packet (one width header each); assumed likewise."""
 
 
+def weight_of(op: llm.LinearOp) -> llm.WeightOp | None:
+    """The `llm.weight` a linear reads, also from inside an `llm.fused` body (through its operand)."""
+    value = op.weight
+    if isinstance(value, BlockArgument) and isinstance(value.owner.parent_op(), llm.FusedOp):
+        value = value.owner.parent_op().inputs[value.index]
+    return value.owner if isinstance(value.owner, llm.WeightOp) else None
+
+
 def packable(op: llm.LinearOp) -> bool:
     q = op.wquant
-    return q is not None and q.format.data.startswith("int") and isinstance(op.weight.owner, llm.WeightOp)
+    return q is not None and q.format.data.startswith("int") and weight_of(op) is not None
 
 
 def pack_weights(
@@ -55,7 +64,7 @@ def pack_weights(
     for op in module.walk():
         if not isinstance(op, llm.LinearOp) or not packable(op):
             continue
-        name = op.weight.owner.properties["name"].data
+        name = weight_of(op).properties["name"].data
         if name not in weights:
             raise PimcError(f"pack-weights: weight '{name}' is not in the weight store")
         key = (name, str(op.wquant))
@@ -106,9 +115,14 @@ def packing_report(module: ModuleOp) -> dict | None:
 
     matrices: dict[str, dict] = {}
     for op in module.walk():
-        if not isinstance(op, fpga.UnpackOp) or not isinstance(op.weight.owner, llm.WeightOp):
+        if not isinstance(op, fpga.UnpackOp):
             continue
-        name = op.weight.owner.properties["name"].data
+        weight = op.weight
+        if isinstance(weight.owner, fpga.DmaInOp):  # the packed stream as the DMA brought it on chip
+            weight = weight.owner.sources[weight.index]
+        if not isinstance(weight.owner, llm.WeightOp):
+            continue
+        name = weight.owner.properties["name"].data
         raw, packed = op.raw_bytes.value.data, op.packed_bytes.value.data
         matrices.setdefault(name, {
             "raw_bytes": raw, "packed_bytes": packed, "ratio": raw / packed,

@@ -103,3 +103,25 @@ def test_supports_int8_linears_only():
 def test_unknown_op_is_an_error():
     with pytest.raises(TargetError, match="no cost model for llm.foo"):
         op_cost(load_target("zcu102-meadow"), "fpga", Work("llm.foo", 1, 32, 0, 4, 4))
+
+
+def test_tphs_with_the_q_projection_fused():
+    # OPT-125M layer, 128-token prefill: the tphs pass's llm.fused (q linear 768 -> 12 x 64, then attention)
+    work = Work("llm.fused", 0.0, 8, 768 * 768, 0, 0, weight_bits=8, act_bits=8,
+                dims={"rows": 128, "n": 768, "k": 768, "queries": 128, "keys": 128, "heads": 12, "kv_heads": 12,
+                      "head_dim": 64}, hints={"tphs": 1.0, "tphs_q": 1.0})
+    target = load_target("zcu102-meadow")
+    device = target.device("fpga")
+    stages = tphs_stages(device, work)
+    # Q_h on the parallel PEs, one token each: ceil(128/84) = 2 rounds x 64 outputs x ceil(768/32) = 24
+    assert (stages.q, stages.qk, stages.softmax, stages.sv, stages.rope) == (3072, 512, 1024, 1408, 0)
+    assert stages.total(12, 16) == 12 * (3072 + 512) + 1024 + 1408 + 16  # Q and QKᵀ share the PEs
+    # the input rows stay on chip for all heads, the head's 64 x 768 slice of Wq double-buffered
+    assert tphs_onchip_bytes(device, work) == 172544 + 128 * 768 + 2 * 64 * 768
+    cost = op_cost(target, "fpga", work)
+    # Wq, x, K, V in and the output out; Q is neither stored nor loaded: 983,040 B at 1.5 GB/s > 454.56 us of PEs
+    assert cost.offchip_bytes == 768 * 768 + 4 * 128 * 768
+    assert cost.latency_s == pytest.approx(1.2e-6 + 983_040 / 1.5e9, rel=1e-12)
+    apart = op_cost(target, "fpga", linear(128, 768, 768)).latency_s + op_cost(target, "fpga", attention(128, 128, 12, 12, 64, tphs=True)).latency_s
+    assert apart == pytest.approx(2 * 1.2e-6 + (786_432 + 393_216) / 1.5e9, rel=1e-12)  # Q written and read back
+    assert cost.latency_s < apart

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import pimc
+from pimc.dialects import fpga
 from pimc.errors import PimcError
 from pimc.execute import Executor
 from pimc.frontends import build_module, model_weights, read_model
@@ -32,9 +33,11 @@ def op_names(module) -> list[str]:
 
 def test_tphs_and_gemm_identical_and_equal_to_reference(runs):
     progs, results = runs
-    assert "fpga.tphs" in op_names(progs["tphs"].module) and "fpga.scores" not in op_names(progs["tphs"].module)
+    # TPHS from the Q projection on (q linear, reshape, rope and attention in one pipeline op)
+    assert "fpga.tphs_q" in op_names(progs["tphs"].module) and "fpga.scores" not in op_names(progs["tphs"].module)
+    assert op_names(progs["tphs"].module).count("fpga.gemm") == op_names(progs["gemm"].module).count("fpga.gemm") - 4
     assert {"fpga.scores", "fpga.softmax", "fpga.pv"} <= set(op_names(progs["gemm"].module))
-    assert "fpga.tphs" not in op_names(progs["gemm"].module)
+    assert not {"fpga.tphs", "fpga.tphs_q"} & set(op_names(progs["gemm"].module))
     assert np.array_equal(results["gemm"].logits, results["tphs"].logits)  # bit-identical
     assert results["gemm"].tokens == results["tphs"].tokens
     reference = Executor(parse_module(progs["tphs"].llm_ir), progs["tphs"].weights).generate(PROMPT, 4)
@@ -45,8 +48,11 @@ def test_tphs_and_gemm_identical_and_equal_to_reference(runs):
 def test_tphs_moves_fewer_bytes_and_auto_is_no_slower(runs):
     _, results = runs
     gemm, tphs = results["gemm"].report, results["tphs"].report
-    # 2 layers; H x S x T = 4 x 8 x 8 scores of 1 B written, read, written, read again by the GEMM form
-    assert gemm.prefill.offchip_bytes - tphs.prefill.offchip_bytes == 2 * 4 * (4 * 8 * 8)
+    # 2 layers; H x S x T = 4 x 8 x 8 scores of 1 B written, read, written, read again by the GEMM form;
+    # with Q fused into the pipeline, Q [8, 128] (1 B codes) is neither stored nor loaded, and rope of Q
+    # no longer moves its f32 input and output plus 8 int64 positions as A8 codes (/ 4) through the vector unit
+    q_saved = 2 * 8 * 128 + (2 * 8 * 128 * 4 + 8 * 8) / 4
+    assert gemm.prefill.offchip_bytes - tphs.prefill.offchip_bytes == 2 * (4 * (4 * 8 * 8) + q_saved)
     auto = pimc.estimate("tiny-llama", "zcu102-meadow", seq_len=8, wbits=8, abits=8)
     assert auto.prefill.latency_s <= min(gemm.prefill.latency_s, tphs.prefill.latency_s) * (1 + 1e-12)
 
@@ -56,14 +62,80 @@ def test_onchip_overflow_falls_back_to_gemm_with_a_note():
     prog = pimc.compile("tiny-llama", "zcu102-meadow", wbits=8, abits=8, dataflow="tphs",
                         overrides=["fpga.bram_bytes=2000"])
     names = op_names(prog.module)
-    assert "fpga.tphs" not in names and "fpga.scores" in names
+    assert not {"fpga.tphs", "fpga.tphs_q"} & set(names) and "fpga.scores" in names
     assert "TPHS intermediates need 3200 B on chip, more than the 2000 B of 'fpga': GEMM form" in prog.llm_ir
     ref = pimc.compile("tiny-llama", "zcu102-meadow", wbits=8, abits=8, dataflow="gemm").run(PROMPT, tokens=2)
     assert np.array_equal(prog.run(PROMPT, tokens=2).logits, ref.logits)
 
 
+def test_q_projection_stays_out_of_tphs_when_its_rows_do_not_fit():
+    # 10,000 B: TPHS alone fits (3,200 B prefill, 4,608 B decode); with Q fused it needs the 8 x 128 input
+    # rows and two 32 x 128 Wq slices more (12,416 / 12,928 B): plain `fpga.tphs` after a GEMM Q projection.
+    prog = pimc.compile("tiny-llama", "zcu102-meadow", wbits=8, abits=8, dataflow="tphs",
+                        overrides=["fpga.bram_bytes=10000"])
+    names = op_names(prog.module)
+    assert "fpga.tphs" in names and "fpga.tphs_q" not in names
+    assert "Q projection not fused into TPHS: needs 12416 B on chip, more than the 10000 B" in prog.llm_ir
+    ref = pimc.compile("tiny-llama", "zcu102-meadow", wbits=8, abits=8, dataflow="gemm").run(PROMPT, tokens=2)
+    assert np.array_equal(prog.run(PROMPT, tokens=2).logits, ref.logits)
+
+
+def dma_of(op) -> tuple[list, list]:
+    """The `fpga.dma_in` ops feeding `op` and the `fpga.dma_out` ops draining its result."""
+    ins = list(dict.fromkeys(v.owner for v in op.operands if isinstance(v.owner, fpga.DmaInOp)))
+    outs = [u.operation for r in op.results for u in r.uses if isinstance(u.operation, fpga.DmaOutOp)]
+    return ins, outs
+
+
+@pytest.mark.parametrize("dataflow", ["gemm", "tphs"])
+def test_dma_ops_carry_every_offchip_byte_and_set_the_latency(runs, dataflow):
+    progs, _ = runs
+    device = load_target("zcu102-meadow").device("fpga")
+    f, bandwidth = device.clock_hz, device.offchip_gbps * 1e9 / 8
+    checked = 0
+    for op in progs[dataflow].module.walk():
+        if not isinstance(op, fpga.ScheduledOp):
+            continue
+        ins, outs = dma_of(op)
+        moved = sum(d.bytes.value.data for d in ins + outs)
+        assert moved == pytest.approx(op.offchip_bytes.value.data, rel=1e-12, abs=1e-9), op.name
+        assert all(d.seconds.value.data == pytest.approx(d.bytes.value.data / bandwidth, rel=1e-12) for d in ins + outs)
+        assert all(d.double_buffered is not None for d in ins + outs)
+        if isinstance(op, (fpga.GemmOp, fpga.TphsQOp)) and "fpga.unpack" not in op_names(progs[dataflow].module):
+            cycles = op.cycles.value.data if isinstance(op, fpga.GemmOp) else None
+            if cycles is not None:  # double-buffered: the transfers hide under the PEs or the PEs under them
+                body = max(cycles / f, sum(d.seconds.value.data for d in ins + outs))
+                fill = device.offchip_latency_ns * 1e-9 if moved else 0.0
+                assert op.latency_s.value.data == pytest.approx(device.op_overhead_cycles / f + fill + body, rel=1e-12)
+                checked += 1
+    assert checked > 0
+    names = op_names(progs[dataflow].module)
+    if dataflow == "gemm":  # scores and probabilities go out and come back between the three passes
+        whats = [op.what.data for op in progs[dataflow].module.walk() if isinstance(op, fpga.DmaInOp | fpga.DmaOutOp)]
+        assert whats.count("scores") == 2 * 4 and whats.count("probs") == 2 * 4
+    else:
+        assert "fpga.dma_out" in names
+
+
+def test_dma_buffer_over_capacity_fails_verification():
+    from xdsl.dialects.builtin import FloatAttr, IntegerAttr, StringAttr, TensorType, UnitAttr, f32, f64, i64
+    from xdsl.utils.exceptions import VerifyException
+    from xdsl.utils.test_value import create_ssa_value
+
+    value = create_ssa_value(TensorType(f32, [4, 4]))
+    props = {"what": StringAttr("input"), "bytes": FloatAttr(16.0, f64), "seconds": FloatAttr(1e-8, f64),
+             "tile_bytes": IntegerAttr(600, i64), "onchip_capacity": IntegerAttr(1000, i64), "double_buffered": UnitAttr()}
+    dma = fpga.DmaInOp.create(operands=[value], result_types=[value.type], properties=props)
+    with pytest.raises(VerifyException, match=r"fpga.dma_in \(input\): 2 x 600 B tile buffer, more than the 1000 B on chip"):
+        dma.verify()
+    props["tile_bytes"] = IntegerAttr(500, i64)
+    fpga.DmaInOp.create(operands=[value], result_types=[value.type], properties=props).verify()
+
+
 def test_tiles_that_cannot_fit_are_a_clear_error():
-    with pytest.raises(PimcError, match=r"fpga.gemm: double-buffered tiles need \d+ B on chip, more than the 100 B"):
+    # the first op in program order that cannot fit names itself: a GEMM's weight tile DMA or the GEMM
+    with pytest.raises(PimcError, match=r"(fpga.dma_in \(weight\): 2 x \d+ B tile buffer|fpga.gemm: double-buffered "
+                                        r"tiles need \d+ B on chip), more than the 100 B"):
         pimc.estimate("tiny-llama", "zcu102-meadow", seq_len=8, wbits=8, abits=8, overrides=["fpga.bram_bytes=100"])
 
 
@@ -119,7 +191,7 @@ def test_opt_pipeline_runs_the_passes_by_name():
     module = build_module(source.config, 8, 32)
     run_passes(module, "quantize{bits=8 abits=8},tphs{target=zcu102-meadow dataflow=tphs},"
                        "map{target=zcu102-meadow},convert-llm-to-fpga{target=zcu102-meadow}")
-    assert "fpga.tphs" in op_names(module) and not any(n.startswith("llm.") and n != "llm.weight" for n in op_names(module))
+    assert "fpga.tphs_q" in op_names(module) and not any(n.startswith("llm.") and n != "llm.weight" for n in op_names(module))
 
 
 def test_dataflow_errors():

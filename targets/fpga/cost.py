@@ -42,6 +42,9 @@ from pimc.targets.fpga.schema import FpgaDevice
 if TYPE_CHECKING:  # schema.py imports the kinds registry, which imports this module
     from pimc.targets.schema import Memory
 
+ROPE_OPS = 6
+"""Vector-unit operations per rotated element (two products, one add, the cos/sin lookups), as `llm_work` counts rope."""
+
 SCORE_BYTES = 4
 """QKᵀ accumulators (int32) held on chip between the PEs and the softmax unit."""
 
@@ -54,17 +57,43 @@ VECTOR_OPS = (
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """One tensor moved by DMA between off-chip DRAM and an on-chip buffer (an `fpga.dma_in` /
+    `fpga.dma_out` of the lowered program)."""
+
+    what: str
+    """Which operand or result: input, weight, bias, query, key, value, scores, probs, output ..."""
+    nbytes: float
+    tile_bytes: float
+    """Bytes per buffer half: the stream moves tile after tile through a double buffer."""
+
+
+@dataclass(frozen=True)
 class Phase:
-    """One pass of an op over the accelerator: what it computes and what it moves."""
+    """One pass of an op over the accelerator: what it computes and what its DMA moves."""
 
     name: str
     cycles: int
     """Cycles of the busiest compute unit (PEs, softmax or vector unit)."""
-    offchip_bytes: float
+    loads: tuple[Transfer, ...] = ()
+    stores: tuple[Transfer, ...] = ()
     macs: float = 0.0
     vector_ops: float = 0.0
     onchip_bytes: float = 0.0
     unpack_cycles: int = 0
+
+    @property
+    def offchip_bytes(self) -> float:
+        return sum(t.nbytes for t in self.loads) + sum(t.nbytes for t in self.stores)
+
+
+STREAM_TILE_BYTES = 4096
+"""Buffer half of a streamed (untiled) transfer. Assumed: one BRAM36 block (4 KiB, AMD DS891) per half,
+and never more than an eighth of the buffers (up to three streams double-buffered at once)."""
+
+
+def _stream(device: FpgaDevice, what: str, nbytes: float) -> Transfer:
+    return Transfer(what, nbytes, min(nbytes, STREAM_TILE_BYTES, device.onchip_bytes // 8))
 
 
 def gemm_cycles(device: FpgaDevice, m: int, n: int, k: int) -> int:
@@ -76,10 +105,17 @@ def bandwidth_bytes_per_s(device: FpgaDevice, memory: Memory) -> float:
     return min(device.offchip_gbps * 1e9 / 8, memory.bandwidth_gb_per_s * 1e9)
 
 
+def dma_seconds(device: FpgaDevice, memory: Memory, nbytes: float) -> float:
+    """Time of one transfer at the accelerator's off-chip bandwidth (its DMA op's duration)."""
+    return nbytes / bandwidth_bytes_per_s(device, memory)
+
+
 def phase_cost(device: FpgaDevice, memory: Memory, phase: Phase) -> Cost:
+    """The phase's compute, its DMA transfers (one after another on the shared off-chip port) and its
+    unpack work; with >= 2 DMA engines the transfers are double-buffered under the compute."""
     f = device.clock_hz
     compute_s = phase.cycles / f
-    dma_s = phase.offchip_bytes / bandwidth_bytes_per_s(device, memory)
+    dma_s = dma_seconds(device, memory, phase.offchip_bytes)
     unpack_s = phase.unpack_cycles / f
     if device.dma_engines >= 2:
         body = max(compute_s, dma_s, unpack_s)
@@ -109,17 +145,26 @@ def linear_phase(device: FpgaDevice, work: Work) -> Phase:
     a = device.act_bytes
     weight_bytes = work.hints.get("packed_weight_bytes", work.weight_bytes)
     ids = int(work.hints.get("pack_ids", 0))
+    tiles = gemm_tiles(device, m, n, k, work.weight_bits)
+    loads = (
+        Transfer("weight", weight_bytes, min(weight_bytes, tiles.tile_n * k * work.weight_bits / 8)),
+        Transfer("input", m * k * a, tiles.tile_m * k * a),
+    )
+    stores = (Transfer("output", m * n * a, tiles.tile_m * tiles.tile_n * a),)
     offchip = weight_bytes + m * k * a + m * n * a
     return Phase(
-        "gemm", gemm_cycles(device, m, n, k), offchip, macs=m * n * k, vector_ops=m * n,
+        "gemm", gemm_cycles(device, m, n, k), loads, stores, macs=m * n * k, vector_ops=m * n,
         onchip_bytes=_staged(offchip), unpack_cycles=math.ceil(ids / device.unpack_ids_per_cycle),
     )
 
 
 def matmul_phase(device: FpgaDevice, work: Work) -> Phase:
     b, m, n, k = (work.dims[x] for x in ("batch", "m", "n", "k"))
-    offchip = b * (m * k + k * n + m * n) * device.act_bytes
-    return Phase("gemm", b * gemm_cycles(device, m, n, k), offchip, macs=b * m * n * k, onchip_bytes=_staged(offchip))
+    a = device.act_bytes
+    loads = (_stream(device, "lhs", b * m * k * a), _stream(device, "rhs", b * k * n * a))
+    stores = (_stream(device, "output", b * m * n * a),)
+    offchip = b * (m * k + k * n + m * n) * a
+    return Phase("gemm", b * gemm_cycles(device, m, n, k), loads, stores, macs=b * m * n * k, onchip_bytes=_staged(offchip))
 
 
 def _attention_dims(work: Work) -> tuple[int, int, int, int, int]:
@@ -133,15 +178,18 @@ def attention_gemm_phases(device: FpgaDevice, work: Work) -> list[Phase]:
     a = device.act_bytes
     q_bytes, kv_bytes, hst = s * h * d * a, t * kv * d * a, h * s * t
     scores = Phase(
-        "scores", gemm_cycles(device, h * s, t, d), q_bytes + kv_bytes + hst * a,
+        "scores", gemm_cycles(device, h * s, t, d),
+        (_stream(device, "query", q_bytes), _stream(device, "key", kv_bytes)), (_stream(device, "scores", hst * a),),
         macs=hst * d, vector_ops=hst, onchip_bytes=_staged(q_bytes + kv_bytes + hst * a),
     )
     softmax = Phase(
-        "softmax", 2 * math.ceil(hst / device.softmax_lanes) + device.softmax_latency_cycles, 2 * hst * a,
+        "softmax", 2 * math.ceil(hst / device.softmax_lanes) + device.softmax_latency_cycles,
+        (_stream(device, "scores", hst * a),), (_stream(device, "probs", hst * a),),
         vector_ops=4 * hst, onchip_bytes=_staged(2 * hst * a),
     )
     pv = Phase(
-        "pv", gemm_cycles(device, h * s, d, t), hst * a + kv_bytes + q_bytes,
+        "pv", gemm_cycles(device, h * s, d, t),
+        (_stream(device, "probs", hst * a), _stream(device, "value", kv_bytes)), (_stream(device, "output", q_bytes),),
         macs=hst * d, onchip_bytes=_staged(hst * a + kv_bytes + q_bytes),
     )
     return [scores, softmax, pv]
@@ -149,15 +197,25 @@ def attention_gemm_phases(device: FpgaDevice, work: Work) -> list[Phase]:
 
 @dataclass(frozen=True)
 class TphsStages:
-    """Cycles of one head in each pipeline stage."""
+    """Cycles of one head in each pipeline stage (`q`: the fused Q projection, on the parallel PEs
+    before QKᵀ; 0 when Q comes from off chip)."""
 
     qk: int
     softmax: int
     sv: int
+    q: int = 0
+    rope: int = 0
+    """Rotary embedding of the fused Q on the vector unit (its own stage, between Q and QKᵀ)."""
 
     def total(self, heads: int, latency: int) -> int:
-        stages = (self.qk, self.softmax, self.sv)
+        stages = (self.q + self.qk, self.rope, self.softmax, self.sv)  # Q and QKᵀ share the parallel PEs
         return heads * max(stages) + sum(stages) - max(stages) + latency
+
+
+def fused_q(work: Work) -> bool:
+    """Whether `work` is the TPHS pipeline with its Q projection fused in: the `tphs` pass's
+    `llm.fused` tphs_attention, marked with the hint `tphs_q` (its dims: the Q linear's and the attention's)."""
+    return work.op == "llm.fused" and bool(work.hints.get("tphs_q")) and "rows" in work.dims and "heads" in work.dims
 
 
 def tphs_stages(device: FpgaDevice, work: Work) -> TphsStages:
@@ -169,36 +227,67 @@ def tphs_stages(device: FpgaDevice, work: Work) -> TphsStages:
         sv = math.ceil(s / device.broadcast_pes) * t * math.ceil(d / device.broadcast_pe_macs)
     else:  # no broadcast PEs: SV shares the parallel PEs after QKᵀ
         qk, sv = qk + gemm_cycles(device, s, d, t), 0
-    return TphsStages(qk, softmax, sv)
+    # Fused Q projection, token-parallel too: each PE makes its token's D outputs of head h over K inputs.
+    q = rope = 0
+    if fused_q(work):
+        q = math.ceil(s / device.parallel_pes) * d * math.ceil(work.dims["k"] / device.parallel_pe_macs)
+        rope = math.ceil(ROPE_OPS * s * d / device.vector_lanes) if work.hints.get("tphs_q_rope") else 0
+    return TphsStages(qk, softmax, sv, q, rope)
 
 
 def tphs_onchip_bytes(device: FpgaDevice, work: Work) -> int:
     """On-chip bytes TPHS needs. Query tokens go through a head in groups of one token per parallel PE
     (g = min(S, PEs)); double-buffered: the group's Q rows and its score (int32) and probability rows over
     all T keys, and the K_h, V_h of two heads (the next loads while this one computes); plus the group's
-    output accumulators."""
+    output accumulators. With the Q projection fused: the S x K input rows stay on chip for all heads
+    and the head's D x K slice of the Q weight is double-buffered."""
     s, t, _, _, d = _attention_dims(work)
     a, g = device.act_bytes, min(s, device.parallel_pes)
-    return math.ceil(2 * (g * d * a + g * t * (SCORE_BYTES + a)) + 2 * 2 * t * d * a + g * d * 4)
+    need = 2 * (g * d * a + g * t * (SCORE_BYTES + a)) + 2 * 2 * t * d * a + g * d * 4
+    if fused_q(work):
+        need += s * work.dims["k"] * a + 2 * d * work.dims["k"] * work.weight_bits / 8
+    return math.ceil(need)
 
 
 def attention_tphs_phase(device: FpgaDevice, work: Work) -> Phase:
     s, t, h, kv, d = _attention_dims(work)
-    a = device.act_bytes
-    offchip = 2 * s * h * d * a + 2 * t * kv * d * a
+    a, g = device.act_bytes, min(s, device.parallel_pes)
     hst = h * s * t
     cycles = tphs_stages(device, work).total(h, device.softmax_latency_cycles)
+    kv_loads = (Transfer("key", t * kv * d * a, t * d * a), Transfer("value", t * kv * d * a, t * d * a))
+    output = Transfer("output", s * h * d * a, g * d * a)
+    if not fused_q(work):
+        loads = (Transfer("query", s * h * d * a, g * d * a), *kv_loads)
+        offchip = 2 * s * h * d * a + 2 * t * kv * d * a
+        return Phase(
+            "tphs", cycles, loads, (output,), macs=2 * hst * d, vector_ops=5 * hst,
+            onchip_bytes=_staged(offchip, 2 * hst * (SCORE_BYTES + a)),
+        )
+    # Q = x · Wqᵀ inside the pipeline: x and Wq come in instead of Q; Q never leaves the chip.
+    k = work.dims["k"]
+    weight_bytes = work.hints.get("packed_weight_bytes", work.weight_bytes)
+    loads = (
+        Transfer("weight", weight_bytes, min(weight_bytes, d * k * work.weight_bits / 8)),
+        Transfer("input", s * k * a, s * k * a),
+        *kv_loads,
+    )
+    offchip = sum(x.nbytes for x in loads) + output.nbytes
     return Phase(
-        "tphs", cycles, offchip, macs=2 * hst * d, vector_ops=5 * hst,
-        onchip_bytes=_staged(offchip, 2 * hst * (SCORE_BYTES + a)),
+        "tphs", cycles, loads, (output,), macs=s * k * h * d + 2 * hst * d,
+        vector_ops=5 * hst + s * h * d * (1 + (ROPE_OPS if work.hints.get("tphs_q_rope") else 0)),
+        onchip_bytes=_staged(offchip, 2 * hst * (SCORE_BYTES + a) + 2 * s * h * d * a),
+        unpack_cycles=math.ceil(int(work.hints.get("pack_ids", 0)) / device.unpack_ids_per_cycle),
     )
 
 
 def vector_phase(device: FpgaDevice, work: Work) -> Phase:
     """Norms, elementwise, gathers and copies: the vector unit, with f32 IR tensors moved as A8 codes."""
-    offchip = work.total_bytes * device.activation_bits / 32
+    scale = device.activation_bits / 32
+    loads = tuple(_stream(device, what, n * scale) for what, n in (("weight", work.weight_bytes), ("input", work.input_bytes)) if n)
+    stores = (_stream(device, "output", work.output_bytes * scale),) if work.output_bytes else ()
+    offchip = work.total_bytes * scale
     return Phase(
-        "vector", math.ceil(work.flops / device.vector_lanes), offchip, vector_ops=work.flops,
+        "vector", math.ceil(work.flops / device.vector_lanes), loads, stores, vector_ops=work.flops,
         onchip_bytes=_staged(offchip),
     )
 
@@ -213,6 +302,8 @@ def op_phases(device: FpgaDevice, work: Work) -> list[Phase]:
         if work.hints.get("tphs"):
             return [attention_tphs_phase(device, work)]
         return attention_gemm_phases(device, work)
+    if fused_q(work):
+        return [attention_tphs_phase(device, work)]
     if work.op in VECTOR_OPS:
         return [vector_phase(device, work)]
     raise TargetError(f"fpga device '{device.name}': no cost model for {work.op}")
@@ -229,7 +320,7 @@ def fpga_supports(device: FpgaDevice, work: Work) -> bool:
     """int8 PEs: a linear runs only with weights and inputs of at most `operand_bits` bits."""
     if work.op == "llm.linear":  # integer weight codes (a ggml block format is not)
         return "ggml_block" not in work.dims and work.weight_bits <= device.operand_bits and work.act_bits <= device.operand_bits
-    return work.op in PE_OPS or work.op in VECTOR_OPS
+    return work.op in PE_OPS or work.op in VECTOR_OPS or fused_q(work)
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,25 @@ def id_width(max_id: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.ceil(np.log2(max_id.astype(np.float64) + 1))).astype(np.int64)
 
 
+def _unique_chunks(chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct rows of `chunks` in ascending lexicographic order, each row's index into them, and counts.
+
+    When a chunk fits 64 bits (offset codes, first code most significant) the rows are compared as one
+    unsigned key — the same order as row-wise `np.unique(axis=0)`, many times faster on large matrices."""
+    if chunks.size == 0:
+        return np.zeros((0, chunks.shape[1]), dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    low = int(chunks.min())
+    span_bits = max(1, int(chunks.max() - low).bit_length())
+    if span_bits * chunks.shape[1] > 64:
+        table, inverse, counts = np.unique(chunks, axis=0, return_inverse=True, return_counts=True)
+        return table, inverse.reshape(-1), counts
+    keys = np.zeros(chunks.shape[0], dtype=np.uint64)
+    for column in (chunks - low).astype(np.uint64).T:
+        keys = (keys << np.uint64(span_bits)) | column
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    return chunks[first], inverse.reshape(-1), counts
+
+
 def pack_matrix(codes: np.ndarray, chunk: int, code_bits: int, packet: int = 64, frequency_order: bool = True) -> PackedMatrix:
     """Pack integer `codes` [N, K] (each representable in `code_bits` bits) into chunks of `chunk` codes."""
     codes = np.asarray(codes)
@@ -136,8 +155,7 @@ def pack_matrix(codes: np.ndarray, chunk: int, code_bits: int, packet: int = 64,
     n, k = codes.shape
     pad = (-k) % chunk
     chunks = np.pad(codes.astype(np.int64), ((0, 0), (0, pad))).reshape(-1, chunk)
-    table, inverse, counts = np.unique(chunks, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
+    table, inverse, counts = _unique_chunks(chunks)
     if frequency_order:
         order = np.argsort(-counts, kind="stable")  # ties keep np.unique's ascending chunk order
         rank = np.empty_like(order)
