@@ -22,6 +22,7 @@ from pimc.errors import PimcError
 from pimc.execute import Executor
 from pimc.frontends import ModelSource, read_model
 from pimc.frontends.kernels import KERNEL_FUNCTION
+from pimc.gc_tuning import fewer_collections
 from pimc.mapping import MapOptions, Objective
 from pimc.placement import placement_table
 from pimc.pipeline import graph_passes, map_and_lower, report_sections, target_passes, weight_passes
@@ -219,6 +220,7 @@ def _prepare(model: str | ModelSource, target: str | Target, overrides: Sequence
     return source, tgt
 
 
+@fewer_collections()
 def compile(
     model: str | ModelSource,
     target: str | Target = "cpu-a76",
@@ -309,6 +311,7 @@ def _tokenizer(source: ModelSource):
         return None, str(e)
 
 
+@fewer_collections()
 def estimate(
     model: str | ModelSource,
     target: str | Target = "cpu-a76",
@@ -332,6 +335,7 @@ def estimate(
     return program.kernel_report() if program.manifest["kernel"] else program.report()
 
 
+@fewer_collections()
 def estimate_program(
     model: str | ModelSource,
     target: str | Target = "cpu-a76",

@@ -13,6 +13,8 @@ weights sit in its own memory from time 0.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections import defaultdict
 
 from pimc.errors import ScheduleError
@@ -191,17 +193,58 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
             if r.offset_bytes < 0 or r.offset_bytes + size[r.tensor] > cap:
                 v.append(f"tensor {r.tensor!r} at offset {r.offset_bytes} (+{size[r.tensor]} bytes) "
                          f"is outside memory {m!r} of {cap} bytes")
-        active: list = []
-        for r in placed:  # sweep by start; drop residencies that ended
-            active = [a for a in active if _before(r.start_s, a.end_s)]
-            lo, hi = r.offset_bytes, r.offset_bytes + size[r.tensor]
-            for a in active:
-                alo, ahi = a.offset_bytes, a.offset_bytes + size[a.tensor]
-                if lo < ahi and alo < hi and _before(r.start_s, r.end_s) and _before(a.start_s, a.end_s):
-                    v.append(f"tensors {a.tensor!r} and {r.tensor!r} overlap in {m!r} at addresses "
-                             f"[{max(lo, alo)}, {min(hi, ahi)}) during [{r.start_s}, {min(r.end_s, a.end_s)}]")
-            active.append(r)
+        v += _address_overlaps(m, placed, size)
     return v
+
+
+def _address_overlaps(m: str, placed: list, size: dict[str, int]) -> list[str]:
+    """Residencies (sorted by start) that share addresses while both are live. A sweep by start:
+    residencies that ended leave a heap; while no overlap is found the live ones are disjoint, so
+    the candidates are found by bisection in address order (after the first overlap, every live
+    one is compared, as the messages must list all)."""
+    v: list[str] = []
+    ending: list = []  # heap of (end, index) of live residencies
+    live: dict[int, object] = {}  # index -> residency, in sweep order
+    spans: list[tuple[int, int, int]] = []  # (lo, hi, index) of live non-empty ones, by address
+    for i, r in enumerate(placed):
+        while ending and not _before(r.start_s, ending[0][0]):
+            _, j = heapq.heappop(ending)
+            a = live.pop(j)
+            if _before(a.start_s, a.end_s):
+                del spans[bisect.bisect_left(spans, (a.offset_bytes, a.offset_bytes + size[a.tensor], j))]
+        lo, hi = r.offset_bytes, r.offset_bytes + size[r.tensor]
+        if _before(r.start_s, r.end_s):
+            if v:
+                hits = sorted(j for j, a in live.items() if _before(a.start_s, a.end_s)
+                              and lo < a.offset_bytes + size[a.tensor] and a.offset_bytes < hi)
+            else:  # spans are disjoint, so sorted by both ends
+                k = _first_above(spans, lo)
+                hits = []
+                while k < len(spans) and spans[k][0] < hi:
+                    hits.append(spans[k][2])
+                    k += 1
+                hits.sort()
+            for j in hits:
+                a = live[j]
+                alo, ahi = a.offset_bytes, a.offset_bytes + size[a.tensor]
+                v.append(f"tensors {a.tensor!r} and {r.tensor!r} overlap in {m!r} at addresses "
+                         f"[{max(lo, alo)}, {min(hi, ahi)}) during [{r.start_s}, {min(r.end_s, a.end_s)}]")
+            bisect.insort(spans, (lo, hi, i))
+        live[i] = r
+        heapq.heappush(ending, (r.end_s, i))
+    return v
+
+
+def _first_above(spans: list[tuple[int, int, int]], lo: int) -> int:
+    """Index of the first span ending after `lo` (spans disjoint and sorted by address)."""
+    a, b = 0, len(spans)
+    while a < b:
+        mid = (a + b) // 2
+        if spans[mid][1] <= lo:
+            a = mid + 1
+        else:
+            b = mid
+    return a
 
 
 def _data_flow_violations(problem: MappingProblem, schedule: Schedule, ok: dict, res_of: dict) -> list[str]:

@@ -8,6 +8,7 @@ tensors do not fit a memory, it raises ScheduleError rather than producing a wro
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Sequence
 
@@ -198,17 +199,30 @@ def _peak(intervals: list[tuple[float, float, int]]) -> int:
 
 def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
     """First-fit addresses per memory, residencies taken by (start, larger first, name); those
-    already placed (offset >= 0, e.g. a scratchpad placed while evicting) are kept."""
+    already placed (offset >= 0, e.g. a scratchpad placed while evicting) are kept.
+
+    Linear-time in practice: ended residencies leave a heap, and those that last to the end
+    (weights, caches, outputs) are kept as merged address ranges, so a first-fit scan only walks
+    the few ranges live at that time."""
     out: list[Residency] = [r for r in residency if r.offset_bytes is not None and r.offset_bytes >= 0]
     for mem in sorted({r.memory for r in residency}):
         cap = problem.capacity_bytes[mem]
         rs = sorted((r for r in residency if r.memory == mem and (r.offset_bytes is None or r.offset_bytes < 0)),
                     key=lambda r: (r.start_s, -problem.tensors[r.tensor].size_bytes, r.tensor))
+        last_end = max((r.end_s for r in rs), default=0.0)
         placed: list[tuple[float, float, int, int]] = []  # start, end, offset, size
+        ending: list[tuple[float, int]] = []  # heap of (end, index in placed) not known to be over
+        to_end: list[list[int]] = []  # merged [lo, hi) of residencies lasting to last_end
         high = 0
         for r in rs:
             size = problem.tensors[r.tensor].size_bytes
-            busy = sorted((o, o + n) for a, b, o, n in placed if a < r.end_s and r.start_s < b)
+            while ending and ending[0][0] <= r.start_s:  # over for this and every later residency
+                heapq.heappop(ending)
+            if r.end_s > r.start_s and r.start_s < last_end:
+                busy = sorted([(lo, hi) for lo, hi in to_end]
+                              + [(placed[i][2], placed[i][2] + placed[i][3]) for _, i in ending])
+            else:  # empty interval, or at the very end: the exact overlap test on every residency
+                busy = sorted((o, o + n) for a, b, o, n in placed if a < r.end_s and r.start_s < b)
             off = 0
             for lo, hi in busy:
                 if off + size <= lo:
@@ -216,6 +230,10 @@ def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
                 off = max(off, hi)
             high = max(high, off + size)
             placed.append((r.start_s, r.end_s, off, size))
+            if r.end_s >= last_end and r.end_s > r.start_s:
+                _merge_range(to_end, off, off + size)
+            else:
+                heapq.heappush(ending, (r.end_s, len(placed) - 1))
             out.append(Residency(r.tensor, r.memory, r.start_s, r.end_s, off, r.size_bytes))
         if high > cap:
             peak = _peak([(a, b, n) for a, b, _, n in placed])
@@ -224,3 +242,17 @@ def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
                 f"> capacity {cap} bytes; the list scheduler does not evict or spill")
     out.sort(key=lambda r: (r.memory, r.start_s, r.tensor))
     return out
+
+
+def _merge_range(ranges: list[list[int]], lo: int, hi: int) -> None:
+    """Add [lo, hi) to sorted, disjoint, non-touching `ranges`, merging what it overlaps or touches."""
+    if hi <= lo:
+        return
+    i = bisect.bisect_left(ranges, [lo, lo])
+    if i > 0 and ranges[i - 1][1] >= lo:
+        i -= 1
+    j = i
+    while j < len(ranges) and ranges[j][0] <= hi:
+        lo, hi = min(lo, ranges[j][0]), max(hi, ranges[j][1])
+        j += 1
+    ranges[i:j] = [[lo, hi]]
