@@ -2,9 +2,9 @@
 
 The Trace Event Format (JSON, timestamps in microseconds) opens in ui.perfetto.dev and
 chrome://tracing. Three processes group the tracks: "devices" (one thread per device, an op per
-slice), "links" (one thread per src→dst memory pair, a transfer per slice, named spill / reload
-when it leaves or enters an off-chip memory) and "memories" (a counter per memory: bytes resident
-over time). Device slices come from the timeline events; links and memories from the checked
+slice), "links" (one thread per src→dst memory pair, a transfer per slice, named by its role: load,
+spill, reload, writeback or transfer; see `pimc.transfers`) and "memories" (a counter per memory:
+bytes resident over time). Device slices come from the timeline events; links and memories from the checked
 schedule of each phase, placed at the time each call of that phase began.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 from pimc.mapping.schedule import Schedule
 from pimc.timeline import Event, call_offsets
+from pimc.transfers import OFFCHIP_KINDS, transfer_roles
 
 __all__ = ["build_trace", "trace_json"]
 
-OFFCHIP_KINDS = ("dram", "lpddr", "hbm")
 PIDS = {"devices": 1, "links": 2, "memories": 3}
 US = 1e6
 
@@ -64,9 +64,7 @@ def build_trace(events: Iterable[Event], schedules: Mapping[str, Schedule], memo
         schedule = schedules.get(phase)
         if schedule is None:
             continue
-        for t in schedule.transfers:
-            kind = "spill" if t.dst_memory in offchip and t.src_memory not in offchip else (
-                "reload" if t.src_memory in offchip and t.dst_memory not in offchip else "transfer")
+        for t, kind in zip(schedule.transfers, transfer_roles(schedule, offchip)):
             out.append({
                 "ph": "X", "pid": PIDS["links"], "tid": link_tid[(t.src_memory, t.dst_memory)],
                 "name": f"{kind} {t.tensor}", "cat": kind, "ts": _us(offset + t.start_s),

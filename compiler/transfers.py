@@ -11,11 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pimc.mapping.from_ir import OFFCHIP_KINDS
 from pimc.mapping.schedule import Schedule
 from pimc.targets import Target
 from pimc.timeline import Event, calls
 
-__all__ = ["TransferEvent", "transfer_events", "link_usage"]
+__all__ = ["ROLES", "TransferEvent", "transfer_events", "transfer_roles", "link_usage"]
+
+ROLES = ("load", "spill", "reload", "writeback", "transfer")
+"""What a transfer does: see `transfer_roles`."""
 
 
 @dataclass(frozen=True)
@@ -32,21 +36,47 @@ class TransferEvent:
     end_s: float
     bytes: int
     energy_j: float
+    role: str = "transfer"
+    """load, spill, reload, writeback or transfer (`transfer_roles`)."""
+
+
+def transfer_roles(schedule: Schedule, offchip: set[str] | frozenset[str]) -> list[str]:
+    """The role of each of `schedule.transfers`, in their order, within one call:
+    load (off-chip -> on-chip of a tensor not written on chip before: a weight, an input), spill
+    (on-chip -> off-chip of a tensor read back on chip later), reload (that read back), writeback
+    (on-chip -> off-chip, never read back: an output, a result evicted for good) and transfer
+    (between two off-chip or two on-chip memories)."""
+    order = sorted(range(len(schedule.transfers)), key=lambda i: (schedule.transfers[i].start_s, i))
+    roles = ["transfer"] * len(schedule.transfers)
+    written: dict[str, int] = {}  # tensor -> index of its latest on-chip -> off-chip transfer
+    for i in order:
+        t = schedule.transfers[i]
+        if t.src_memory not in offchip and t.dst_memory in offchip:
+            roles[i] = "writeback"
+            written[t.tensor] = i
+        elif t.src_memory in offchip and t.dst_memory not in offchip:
+            if t.tensor in written:
+                roles[i], roles[written[t.tensor]] = "reload", "spill"
+            else:
+                roles[i] = "load"
+    return roles
 
 
 def transfer_events(events: Iterable[Event], schedules: Mapping[str, Schedule], target: Target) -> list[TransferEvent]:
     """The transfers of every call the device `events` made, placed where each call began, in time order."""
     links = target.memory_links()
+    offchip = {m.name for m in target.memories if m.kind in OFFCHIP_KINDS}
+    roles = {phase: transfer_roles(schedule, offchip) for phase, schedule in schedules.items()}
     out = []
     for phase, step, offset in calls(list(events), schedules):
         schedule = schedules.get(phase)
-        for t in schedule.transfers if schedule else ():
+        for t, role in zip(schedule.transfers, roles[phase]) if schedule else ():
             link = links.get((t.src_memory, t.dst_memory))
             if link is None:  # the checker admits no transfer without a link
                 raise ValueError(f"@{phase}: transfer of {t.tensor} {t.src_memory} -> {t.dst_memory} has no link in "
                                  f"target {target.name!r}")
             out.append(TransferEvent(phase, step, link.name, t.tensor, t.src_memory, t.dst_memory, offset + t.start_s,
-                                     offset + t.end_s, t.bytes, t.bytes * link.energy_pj_per_byte * 1e-12))
+                                     offset + t.end_s, t.bytes, t.bytes * link.energy_pj_per_byte * 1e-12, role))
     return sorted(out, key=lambda t: (t.start_s, t.link, t.tensor))
 
 

@@ -15,11 +15,12 @@ import pimc
 from pimc.api import estimate_program
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
 from pimc.plots import SIZES, PlotData, render_plots
-from pimc.plots.gantt import call_spans, placed_transfers, transfer_kind
+from pimc.plots.gantt import call_spans
 from pimc.plots.memory import _steps
 from pimc.targets import Target, load_target
 from pimc.targets.kinds import device_kind
 from pimc.timeline import Event
+from pimc.transfers import transfer_events, transfer_roles
 from test_cli import IDS, assert_ok, assert_user_error, pimc_inprocess
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -140,16 +141,25 @@ def _synthetic_plot_data() -> PlotData:
 
 
 def test_transfers_are_spills_and_reloads_at_each_call():
-    offchip = {"dram"}
-    assert transfer_kind("sram", "dram", offchip) == "spill"
-    assert transfer_kind("dram", "sram", offchip) == "reload"
-    assert transfer_kind("dram", "lpddr", {"dram", "lpddr"}) == "transfer"
     data = _synthetic_plot_data()
     dram = "dram"
-    placed = placed_transfers(data)
-    assert [(round(a * 1e6, 9), round(b * 1e6, 9), src, dst) for _, a, b, src, dst, _ in placed] == [
-        (1.0, 2.0, "sram", dram), (4.0, 5.0, dram, "sram"), (11.0, 12.0, "sram", dram), (14.0, 15.0, dram, "sram")]
+    placed = transfer_events(data.events, data.schedules, data.target)
+    assert [(round(t.start_s * 1e6, 9), round(t.end_s * 1e6, 9), t.src_memory, t.dst_memory, t.role) for t in placed] == [
+        (1.0, 2.0, "sram", dram, "spill"), (4.0, 5.0, dram, "sram", "reload"),
+        (11.0, 12.0, "sram", dram, "spill"), (14.0, 15.0, dram, "sram", "reload")]
+    assert [t.energy_j for t in placed] == pytest.approx([300 * 2e-12] * 4)  # 300 B x the link's 2 pJ/B
     assert call_spans(data.events) == [("decode", 0, 0.0, 4e-6), ("decode", 1, 10e-6, pytest.approx(14e-6))]
+
+
+def test_transfer_roles():
+    def schedule(*moves):
+        return Schedule(slots={}, residency=(), solver="t", status="t", objective=0.0, bound=None, gap=None,
+                        transfers=tuple(Transfer(t, a, b, float(i), float(i) + 0.5, 8) for i, (t, a, b) in enumerate(moves)))
+
+    offchip = {"dram", "lpddr"}
+    roles = transfer_roles(schedule(("w", "dram", "sram"), ("x", "sram", "dram"), ("y", "sram", "dram"),
+                                    ("x", "dram", "sram"), ("z", "dram", "lpddr")), offchip)
+    assert roles == ["load", "spill", "writeback", "reload", "transfer"]
 
 
 def test_occupancy_steps():

@@ -97,6 +97,7 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
             raise PimcError(f"target '{target.name}': no device can run {op.name} (devices: {', '.join(devices)})")
         for device in capable:
             costs[(node.name, device)] = op_cost(target, device, work)
+    spill_to = scratchpads(target)
     problem = MappingProblem(
         ops=tuple(nodes),
         tensors=tensors,
@@ -106,9 +107,51 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         costs=costs,
         links=_links(target),
         offchip_memories=frozenset(m.name for m in target.memories if m.kind in OFFCHIP_KINDS),
+        home=_backed_homes(nodes, tensors, costs, target, spill_to),
+        spill_to=spill_to,
         resident_devices=frozenset(d.name for d in target.devices if device_kind(d.kind).resident_weights),
     )
     return problem, ir_ops
+
+
+def scratchpads(target: Target) -> dict[str, str]:
+    """{scratchpad: backing memory}: an on-chip memory (kind `sram`) that devices compute from and
+    that a link joins to exactly one off-chip memory. Tensors there may be spilled to the backing
+    memory and reloaded; an `sram` with no such link must hold everything its devices touch."""
+    links = target.memory_links()
+    offchip = {m.name for m in target.memories if m.kind in OFFCHIP_KINDS}
+    out = {}
+    for memory in sorted({d.memory for d in target.devices}):
+        if target.memory(memory).kind != "sram":
+            continue
+        backing = sorted(b for a, b in links if a == memory and b in offchip)
+        if len(backing) == 1:
+            out[memory] = backing[0]
+    return out
+
+
+def _backed_homes(nodes: list[OpNode], tensors: dict[str, Tensor], costs, target: Target,
+                  spill_to: dict[str, str]) -> dict[str, str]:
+    """Inputs and weights that only scratchpad devices with one backing memory can read start in
+    that backing memory (they are copied in when read), not in the scratchpad itself."""
+    if not spill_to:
+        return {}
+    capable: dict[str, set[str]] = {}
+    for op, device in costs:
+        capable.setdefault(op, set()).add(device)
+    readers_of: dict[str, set[str]] = {}
+    for node in nodes:
+        for name in node.inputs:
+            readers_of.setdefault(name, set()).update(capable[node.name])
+    home = {}
+    for name, tensor in tensors.items():
+        if tensor.kind not in ("input", "weight"):
+            continue
+        readers = readers_of.get(name, set())
+        backings = {spill_to.get(target.device(d).memory) for d in readers}
+        if readers and len(backings) == 1 and None not in backings:
+            home[name] = backings.pop()
+    return home
 
 
 def excluded_devices(op: Operation) -> dict[str, str]:

@@ -9,30 +9,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from pimc.plots.style import TRANSFER_COLORS, KindColors, new_figure, time_unit
-from pimc.timeline import call_offsets
-from pimc.trace import OFFCHIP_KINDS
+from pimc.transfers import ROLES, transfer_events
 
 MIN_BAR_PX = 1.0
 """Bars shorter than this still show (as a hairline), so short ops on a long axis are not lost."""
-
-
-def transfer_kind(src: str, dst: str, offchip: set[str]) -> str:
-    """spill (on-chip -> off-chip), reload (off-chip -> on-chip), else transfer."""
-    if dst in offchip and src not in offchip:
-        return "spill"
-    if src in offchip and dst not in offchip:
-        return "reload"
-    return "transfer"
-
-
-def placed_transfers(data) -> list[tuple[str, float, float, str, str, int]]:
-    """(phase, start_s, end_s, src, dst, bytes) of every transfer, on the run's time axis."""
-    out = []
-    for phase, offset in call_offsets(list(data.events), data.schedules):
-        schedule = data.schedules.get(phase)
-        for t in schedule.transfers if schedule else ():
-            out.append((phase, offset + t.start_s, offset + t.end_s, t.src_memory, t.dst_memory, t.bytes))
-    return out
 
 
 def call_spans(events) -> list[tuple[str, int, float, float]]:
@@ -49,11 +29,10 @@ def plot(data, colors: KindColors) -> Figure:
 
     fig = new_figure(SIZES["gantt"])
     ax = fig.add_subplot()
-    offchip = {m.name for m in data.target.memories if m.kind in OFFCHIP_KINDS}
-    transfers = placed_transfers(data)
-    links = sorted({(src, dst) for _, _, _, src, dst, _ in transfers})
+    transfers = transfer_events(data.events, data.schedules, data.target)
+    links = sorted({(t.src_memory, t.dst_memory) for t in transfers})
     devices = [d for d in data.target.devices]
-    end_s = max([e.end_s for e in data.events] + [t[2] for t in transfers] + [0.0])
+    end_s = max([e.end_s for e in data.events] + [t.end_s for t in transfers] + [0.0])
     scale, unit = time_unit(end_s)
     min_width = end_s * scale * MIN_BAR_PX / (SIZES["gantt"][0] * 0.75)
 
@@ -70,9 +49,9 @@ def plot(data, colors: KindColors) -> Figure:
     for i, link in enumerate(links):
         lane = len(devices) + i
         by_kind: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        for _, start, stop, src, dst, _ in transfers:
-            if (src, dst) == link:
-                by_kind[transfer_kind(src, dst, offchip)].append((start * scale, max((stop - start) * scale, min_width)))
+        for t in transfers:
+            if (t.src_memory, t.dst_memory) == link:
+                by_kind[t.role].append((t.start_s * scale, max((t.end_s - t.start_s) * scale, min_width)))
         for kind, spans in sorted(by_kind.items()):
             ax.broken_barh(spans, (lane - 0.4, 0.8), facecolors=TRANSFER_COLORS[kind], linewidth=0)
 
@@ -88,7 +67,7 @@ def plot(data, colors: KindColors) -> Figure:
     ax.set_title(f"{data.title}: ops per device over time", loc="left", pad=22)
 
     handles = [Patch(color=colors.color(k), label=colors.label(k)) for k in colors.legend_keys()]
-    kinds_seen = sorted({transfer_kind(src, dst, offchip) for _, _, _, src, dst, _ in transfers})
+    kinds_seen = [role for role in ROLES if any(t.role == role for t in transfers)]
     handles += [Patch(color=TRANSFER_COLORS[k], label=f"{k} (link lanes)") for k in kinds_seen]
     fig.legend(handles=handles, loc="outside right upper", title="op kind / transfer" if kinds_seen else "op kind", fontsize=9, title_fontsize=9)
     return fig

@@ -1,10 +1,12 @@
 """Memory occupancy over time: one panel per memory, from each phase's checked schedule placed at
 the time each call began.
 
-Weights and the KV cache stay resident for the whole run, and in DRAM they dwarf the activations,
-so each panel draws the bytes that come and go (activations, inputs, outputs) and states the
-resident bytes in its title. Transfers are marked where they leave (▲) and arrive (▼): spills go
-from an on-chip to an off-chip memory, reloads the other way.
+In an off-chip memory the weights and the KV cache stay for the whole run and dwarf the
+activations, so its panel draws the bytes that come and go (activations, inputs, outputs) and
+states the weights and KV cache in its title. An on-chip memory (a scratchpad) holds copies that
+come and go, weights included: its panel draws everything against a dashed capacity line.
+Transfers are marked where they leave (▲) and arrive (▼), colored by role (load, spill, reload,
+writeback: `pimc.transfers.transfer_roles`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from collections import defaultdict
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from pimc.plots.gantt import placed_transfers, transfer_kind
 from pimc.plots.style import TRANSFER_COLORS, bytes_unit, new_figure, si, time_unit
 from pimc.timeline import call_offsets
-from pimc.trace import OFFCHIP_KINDS
+from pimc.transfers import OFFCHIP_KINDS, ROLES, transfer_events
 
 RESIDENT_PREFIXES = {"w:": "weights", "cache:": "KV cache"}
 """Tensor name prefixes (mapping/from_ir.py names) of what is resident for the whole run."""
@@ -48,38 +49,46 @@ def plot(data) -> Figure:
         for r in schedule.residency if schedule else ():
             if r.size_bytes is None:
                 continue
-            kind = _resident_kind(r.tensor)
+            kind = _resident_kind(r.tensor) if r.memory in offchip else None
             if kind is not None:
                 resident[r.memory][kind][r.tensor] = r.size_bytes
             else:
                 deltas[r.memory] += [(offset + r.start_s, r.size_bytes), (offset + r.end_s, -r.size_bytes)]
 
-    transfers = placed_transfers(data)
-    end_s = max([e.end_s for e in data.events] + [t[2] for t in transfers] + [0.0])
+    transfers = transfer_events(data.events, data.schedules, data.target)
+    end_s = max([e.end_s for e in data.events] + [t.end_s for t in transfers] + [0.0])
     tscale, tunit = time_unit(end_s)
     axes = fig.subplots(len(memories), 1, sharex=True, squeeze=False)[:, 0]
     for ax, memory in zip(axes, memories):
         times, levels = _steps(deltas[memory.name], end_s)
-        bscale, bunit = bytes_unit(max(levels, default=0.0) or 1.0)
+        onchip = memory.name not in offchip
+        top = max(max(levels, default=0.0), memory.capacity_bytes if onchip else 0)
+        bscale, bunit = bytes_unit(top or 1.0)
         ax.fill_between([t * tscale for t in times], [v * bscale for v in levels], step="post", color="#4e79a7", alpha=0.35,
                         linewidth=0)
         ax.step([t * tscale for t in times], [v * bscale for v in levels], where="post", color="#4e79a7", linewidth=1.0)
-        ax.set_ylim(0, max(levels, default=0.0) * bscale * 1.25 or 1)
-        ax.set_ylabel(f"{bunit}\nactivations")
+        if onchip:
+            ax.axhline(memory.capacity_bytes * bscale, color="0.3", linestyle="--", linewidth=1.0)
+        ax.set_ylim(0, top * bscale * 1.25 or 1)
+        ax.set_ylabel(f"{bunit}\n{'resident' if onchip else 'activations'}")
         held = ", ".join(f"{kind} {si(sum(sizes.values()), 'B')}" for kind, sizes in sorted(resident[memory.name].items()))
         where = "off-chip" if memory.name in offchip else "on-chip"
         ax.set_title(f"{memory.name} ({memory.kind}, {where}, capacity {si(memory.capacity_bytes, 'B')})"
                      + (f" — resident throughout, not drawn: {held}" if held else ""), loc="left", fontsize=10)
         ax.grid(color="0.9")
-        _mark_transfers(ax, memory.name, transfers, offchip, tscale)
+        _mark_transfers(ax, memory.name, transfers, tscale)
     axes[-1].set_xlabel(f"time ({tunit})")
     axes[-1].set_xlim(0, end_s * tscale * 1.01 if end_s > 0 else 1)
     fig.suptitle(f"{data.title}: bytes resident per memory", x=0.01, ha="left")
 
-    kinds = sorted({transfer_kind(src, dst, offchip) for *_, src, dst, _ in transfers})
-    handles = [Line2D([], [], color="#4e79a7", linewidth=6, alpha=0.5, label="activations, inputs, outputs")]
-    handles += [Line2D([], [], color=TRANSFER_COLORS[k], marker="s", linestyle="", label=f"{k} ({_count(transfers, k, offchip)})")
-                for k in kinds]
+    kinds = [role for role in ROLES if any(t.role == role for t in transfers)]
+    onchip = any(m.name not in offchip for m in memories)
+    drawn = "resident bytes (off-chip: weights, KV cache not drawn)" if onchip else "activations, inputs, outputs"
+    handles = [Line2D([], [], color="#4e79a7", linewidth=6, alpha=0.5, label=drawn)]
+    if onchip:
+        handles.append(Line2D([], [], color="0.3", linestyle="--", label="capacity"))
+    handles += [Line2D([], [], color=TRANSFER_COLORS[k], marker="s", linestyle="",
+                       label=f"{k} ({sum(1 for t in transfers if t.role == k)})") for k in kinds]
     if transfers:
         handles += [Line2D([], [], color="0.4", marker="^", linestyle="", label="leaves this memory"),
                     Line2D([], [], color="0.4", marker="v", linestyle="", label="arrives")]
@@ -87,10 +96,6 @@ def plot(data) -> Figure:
         handles.append(Line2D([], [], linestyle="", label="no spills, reloads or transfers"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9)
     return fig
-
-
-def _count(transfers, kind: str, offchip: set[str]) -> int:
-    return sum(1 for *_, src, dst, _ in transfers if transfer_kind(src, dst, offchip) == kind)
 
 
 def _steps(deltas: list[tuple[float, int]], end_s: float) -> tuple[list[float], list[float]]:
@@ -108,12 +113,12 @@ def _steps(deltas: list[tuple[float, int]], end_s: float) -> tuple[list[float], 
     return times, levels
 
 
-def _mark_transfers(ax, memory: str, transfers, offchip: set[str], tscale: float) -> None:
+def _mark_transfers(ax, memory: str, transfers, tscale: float) -> None:
     """▲ where a transfer leaves this memory, ▼ where one arrives, near the top of the panel."""
     top = ax.get_xaxis_transform()
-    for _, start, stop, src, dst, _ in transfers:
-        color = TRANSFER_COLORS[transfer_kind(src, dst, offchip)]
-        if src == memory:
-            ax.plot([start * tscale], [0.9], marker="^", color=color, transform=top, markersize=7, clip_on=False)
-        if dst == memory:
-            ax.plot([stop * tscale], [0.9], marker="v", color=color, transform=top, markersize=7, clip_on=False)
+    for t in transfers:
+        color = TRANSFER_COLORS[t.role]
+        if t.src_memory == memory:
+            ax.plot([t.start_s * tscale], [0.9], marker="^", color=color, transform=top, markersize=7, clip_on=False)
+        if t.dst_memory == memory:
+            ax.plot([t.end_s * tscale], [0.9], marker="v", color=color, transform=top, markersize=7, clip_on=False)

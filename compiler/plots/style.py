@@ -22,7 +22,7 @@ PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
            "#9c755f", "#17becf")
 """Tableau 10: distinct hues that stay apart in print and for common color blindness."""
 OTHER_COLOR = "#bab0ac"
-TRANSFER_COLORS = {"spill": "#b2182b", "reload": "#542788", "transfer": "#1b1b1b"}
+TRANSFER_COLORS = {"load": "#01665e", "spill": "#b2182b", "reload": "#542788", "writeback": "#8c510a", "transfer": "#1b1b1b"}
 """Darker than the op colors (in the Gantt chart they have lanes of their own): links get their own lanes, memory panels mark them."""
 
 
