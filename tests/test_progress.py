@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -102,3 +103,45 @@ def test_simulation_bar_counts_the_tokens(terminal, tiny_program):
     tiny_program.run([1, 2, 3, 4, 5, 6, 7, 8], tokens=6)
     text = _frames(terminal)
     assert "simulating 6 tokens" in text and "6/6" in text
+
+
+def test_onnx_load_external_data_and_check_draw_progress(terminal, tmp_path):
+    """A model with external data: loading, reading each external tensor, checking; same initializers."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from pimc.frontends.onnx.reader import load_onnx
+
+    fixture = onnx.load(str(Path(__file__).parent / "fixtures" / "onnx" / "llama_dynamo_op18.onnx"))
+    expected = {t.name: numpy_helper.to_array(t) for t in fixture.graph.initializer}
+    path = tmp_path / "model.onnx"
+    onnx.save(fixture, path, save_as_external_data=True, all_tensors_to_one_file=True, location="model.data", size_threshold=0)
+    external = len(expected)
+    model = load_onnx(path)
+    text = _frames(terminal)
+    assert "loading model.onnx" in text and "checking model.onnx" in text
+    assert "reading external data of model.onnx" in text and f"{external}/{external}" in text
+    loaded = {t.name: numpy_helper.to_array(t) for t in model.proto.graph.initializer}
+    assert loaded.keys() == expected.keys()
+    for name, array in expected.items():
+        np.testing.assert_array_equal(loaded[name], array)
+
+
+def test_lazy_ggml_dequantization_shows_a_status_line(terminal):
+    import numpy as np
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    from pimc.frontends.ggml_weights import GgmlTensor, GgmlWeights
+
+    values = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    blocks = quantize(values, GGMLQuantizationType.Q8_0)
+    weights = GgmlWeights({"a": GgmlTensor("Q8_0", (4, 64), blocks), "b": GgmlTensor("Q8_0", (4, 64), blocks),
+                           "norm": np.ones(64, np.float32)})
+    assert np.allclose(weights["b"], values, atol=0.02)
+    weights["norm"], weights["b"]  # a plain array and a second access: no status line
+    assert "dequantizing b (Q8_0; 1 of 2 ggml weights)" in _frames(terminal)
+    weights["a"]
+    text = _frames(terminal)
+    assert "dequantizing a (Q8_0; 2 of 2 ggml weights)" in text and "norm" not in text

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
 import struct
 import sys
@@ -340,3 +341,45 @@ def test_example_specs_are_valid():
 def test_workers_and_dask_are_exclusive(tmp_path):
     code, out, err = cli("sweep", write_spec(tmp_path, FAILING), "--workers", "2", "--dask", "tcp://127.0.0.1:1")
     assert code == 2 and "--workers sizes the local pool" in err
+
+
+@pytest.mark.slow
+def test_dask_cluster_of_worker_processes_gives_the_local_results(tmp_path):
+    """Workers in their own processes (pickled jobs, pimc imported there) give byte-identical outputs."""
+    distributed = pytest.importorskip("distributed")
+    spec = write_spec(tmp_path, GRID_2X2)
+    local = run_sweep(spec, tmp_path / "local", workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        on_dask = run_sweep(spec, tmp_path / "dask", dask=cluster.scheduler_address)
+        with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+            pids = set(client.run(os.getpid).values())
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert local.evaluated == on_dask.evaluated == 4
+    for name in ("results.csv", "results.json", "pareto.png"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
+    journal = [json.loads(line) for line in (tmp_path / "dask" / "journal.jsonl").read_text().splitlines()]
+    assert len(journal) == 4 and all(r["status"] == "ok" for r in journal)
+
+
+def _append_records(path: str, prefix: str, count: int) -> None:
+    from pimc.sweep.journal import Journal
+
+    journal = Journal(Path(path))
+    for i in range(count):
+        journal.append({"key": f"{prefix}{i}", "status": "ok", "pad": "x" * 20000})  # lines past one pipe/page buffer
+
+
+def test_concurrent_appends_keep_whole_lines(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "journal.jsonl"
+    context = multiprocessing.get_context("fork")  # the children need only the journal, already imported
+    procs = [context.Process(target=_append_records, args=(str(path), p, 40)) for p in "ab"]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    lines = path.read_text().splitlines()
+    assert len(lines) == 80
+    assert sorted(json.loads(line)["key"] for line in lines) == sorted(f"{p}{i}" for p in "ab" for i in range(40))

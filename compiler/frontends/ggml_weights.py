@@ -16,6 +16,7 @@ import numpy as np
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
 
+from pimc import progress
 from pimc.errors import ModelError
 
 
@@ -45,7 +46,13 @@ class GgmlWeights(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._values:
             entry = self._entries[name]
-            self._values[name] = entry.dequantize() if isinstance(entry, GgmlTensor) else entry
+            if isinstance(entry, GgmlTensor):  # a status line while it runs: the first run's prefill pauses here
+                done = sum(isinstance(self._entries[n], GgmlTensor) for n in self._values)
+                encoded = sum(isinstance(e, GgmlTensor) for e in self._entries.values())
+                with progress.task(f"dequantizing {name} ({entry.ggml_type}; {done + 1} of {encoded} ggml weights)"):
+                    self._values[name] = entry.dequantize()
+            else:
+                self._values[name] = entry
         return self._values[name]
 
     def __iter__(self) -> Iterator[str]:

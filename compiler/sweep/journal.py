@@ -2,11 +2,13 @@
 
 One JSON object per line, keyed by the point's hash (which includes the pimc version). Each line is
 written and flushed as its point finishes, so a killed sweep loses at most the line being written;
-a torn last line is cut off when the journal is opened again.
+a torn last line is cut off when the journal is opened again. Only the coordinating process writes
+it; appends take an exclusive `flock`, so concurrent sweeps into one directory keep whole lines.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -35,9 +37,17 @@ class Journal:
                 self.records[record["key"]] = record
 
     def append(self, record: dict[str, Any]) -> None:
+        """One whole line per record, under an exclusive lock: only a sweep's coordinating process
+        appends (workers return their records to it), but two sweeps run into one directory must
+        not interleave their lines."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        line = memoryview((json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            while line:
+                line = line[os.write(fd, line):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # releases the lock
         self.records[record["key"]] = record

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from pimc import progress
 from pimc.errors import ModelError
 
 MAX_ELEMENTS = 1 << 31
@@ -93,12 +94,14 @@ def load_onnx(path: Path) -> OnnxModel:
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        with progress.task(f"loading {path.name}"):
+            proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise ModelError(f"{path}: not a readable ONNX model ({first_line(e)})") from None
     _load_external_data(proto, path)
     try:  # by path: the checker then sees external data as files instead of copying them (17 s for 0.5 GB)
-        onnx.checker.check_model(str(path))
+        with progress.task(f"checking {path.name}"):
+            onnx.checker.check_model(str(path))
     except Exception as e:
         raise ModelError(f"{path}: invalid ONNX model ({first_line(e)})") from None
     if proto.functions:
@@ -114,9 +117,8 @@ def load_onnx(path: Path) -> OnnxModel:
 def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
     """Read every externally stored tensor's bytes, checking each file exists and stays in the folder."""
     folder = path.parent.resolve()
-    for tensor in onnx.external_data_helper._get_all_tensors(proto):
-        if not onnx.external_data_helper.uses_external_data(tensor):
-            continue
+    external = [t for t in onnx.external_data_helper._get_all_tensors(proto) if onnx.external_data_helper.uses_external_data(t)]
+    for tensor in external:
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         file = (folder / location).resolve()
@@ -124,7 +126,10 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
             raise ModelError(f"{path}: tensor '{tensor.name}' points outside the model's folder ('{location}')")
         if not file.is_file():
             raise ModelError(f"{path}: external data file '{location}' of tensor '{tensor.name}' is missing")
-    try:
-        onnx.load_external_data_for_model(proto, str(folder))
+    try:  # onnx.load_external_data_for_model, one tensor at a time for the progress bar
+        with progress.task(f"reading external data of {path.name}", total=len(external)) as bar:
+            for tensor in external:
+                onnx.external_data_helper.load_external_data_for_tensor(tensor, str(folder))
+                bar.advance()
     except Exception as e:
         raise ModelError(f"{path}: cannot read external data ({first_line(e)})") from None
