@@ -27,15 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from pimc.api import Program, _schedule_summary
-from pimc.dialects import llm
+from pimc.dialects import fpga, llm
 from pimc.dialects.llm_semantics import quantize_matrix
 from pimc.dialects.llm_work import HINT_PREFIX, op_work
 from pimc.frontends import build_module, read_model
-from pimc.passes.pack_weights import CHUNK, PACKET
+from pimc.passes.pack_weights import CHUNK, PACKET, weight_of
 from pimc.passes.tphs import select_dataflow
 from pimc.pipeline import graph_passes, map_and_lower
 from pimc.targets import load_target
 from pimc.targets.fpga.packing import fixed_width_bytes, pack_matrix
+from xdsl.dialects import func
 from xdsl.dialects.builtin import FloatAttr, f64
 
 GRANULARITIES = {"per_tensor": "per_tensor", "per_channel": "per_channel", "group32": "per_group"}
@@ -191,21 +192,23 @@ def ratio_for(weight_name: str, ratios: dict[str, float], lm_head: float) -> flo
     return lm_head
 
 
-def estimate(model: str, seq_len: int, gbps: float, dataflow: str, packing: tuple[dict, float] | None) -> dict:
-    """TTFT and TBT of `model` W8A8 (per-tensor int8 weights, per-token int8 inputs)."""
-    target = load_target("zcu102-meadow", [f"fpga.offchip_gbps={gbps}"])
+def estimate(model: str, seq_len: int, gbps: float, dataflow: str, packing: tuple[dict, float] | None,
+             overrides: tuple[str, ...] = ()) -> dict:
+    """TTFT and TBT of `model` W8A8 (per-tensor int8 weights, per-token int8 inputs), and where the
+    prefill's off-chip bytes go (from the program's `fpga.dma_in` / `fpga.dma_out` ops)."""
+    target = load_target("zcu102-meadow", [f"fpga.offchip_gbps={gbps}", *overrides])
     source = read_model(model)
     module = build_module(source.config, seq_len, 2 * seq_len)
     graph_passes(module, 8, 32, 8)
     for op in module.walk():
         if isinstance(op, llm.LinearOp):
-            op.properties["wquant"] = llm.QuantAttr("int8", 32, "per_tensor")
+            op.properties["wquant"] = llm.QuantAttr("int8", 32, WEIGHT_QUANT)
     select_dataflow(module, target, dataflow)
     if packing is not None:
         ratios, lm_head = packing
         for op in module.walk():
             if isinstance(op, llm.LinearOp):
-                ratio = ratio_for(op.weight.owner.properties["name"].data, ratios, lm_head)
+                ratio = ratio_for(weight_of(op).properties["name"].data, ratios, lm_head)
                 if ratio <= 1:
                     continue  # the pass leaves a matrix unpacked when packing does not pay
                 n, k = op.weight.type.get_shape()
@@ -215,8 +218,57 @@ def estimate(model: str, seq_len: int, gbps: float, dataflow: str, packing: tupl
     lowered = map_and_lower(module, target)
     manifest = {"model": model, "options": {"seq_len": seq_len, "context": 2 * seq_len}, "schedule": _schedule_summary(lowered.mapped)}
     report = Program(lowered.module, {}, target, manifest).report()
+    head = {name: head_latency(lowered.module, name, source.config.vocab_size) for name in ("prefill", "decode")}
     return {"ttft_s": report.prefill.latency_s, "tbt_s": report.decode.latency_s,
-            "prefill_bytes": report.prefill.offchip_bytes, "decode_bytes": report.decode.offchip_bytes}
+            # one device runs the ops one after another: the LM head and argmax over the last prompt token
+            # alone cost what they cost in a decode step
+            "ttft_last_token_head_s": report.prefill.latency_s - head["prefill"] + head["decode"],
+            "prefill_bytes": report.prefill.offchip_bytes, "decode_bytes": report.decode.offchip_bytes,
+            "prefill_bytes_by_kind": bytes_by_kind(lowered.module, source.config.vocab_size)}
+
+
+def _function(module, name: str) -> func.FuncOp:
+    return next(op for op in module.walk() if isinstance(op, func.FuncOp) and op.sym_name.data == name)
+
+
+def _is_head(op, vocab: int) -> bool:
+    return (isinstance(op, fpga.GemmOp) and op.result.type.get_shape()[-1] == vocab) or (
+        isinstance(op, fpga.KernelOp) and op.kernel.data == "llm.argmax")
+
+
+def head_latency(module, function: str, vocab: int) -> float:
+    """Seconds of the LM head GEMM and the argmax in one function of the lowered program."""
+    return sum(op.latency_s.value.data for op in _function(module, function).walk()
+               if isinstance(op, fpga.ScheduledOp) and _is_head(op, vocab))
+
+
+ATTENTION_OPS = (fpga.TphsOp, fpga.TphsQOp, fpga.ScoresOp, fpga.SoftmaxOp, fpga.PvOp)
+
+
+def bytes_by_kind(module, vocab: int) -> dict[str, float]:
+    """The prefill's DMA bytes: weights, attention scores and probabilities, other attention I/O, the LM
+    head with its logits, everything else."""
+    kinds: dict[str, float] = dict.fromkeys(("weights", "scores+probs", "attention q/k/v/out", "lm head+logits", "other activations"), 0.0)
+    for dma in _function(module, "prefill").walk():
+        if not isinstance(dma, fpga.DmaInOp | fpga.DmaOutOp):
+            continue
+        users = [u.operation for r in dma.results for u in r.uses] if isinstance(dma, fpga.DmaInOp) else [dma.sources[0].owner]
+        op = next((u for u in users if isinstance(u, fpga.ScheduledOp)), None)
+        if op is None:  # through the unpack unit
+            op = next(u.operation for u in users[0].results[0].uses)
+        what = dma.what.data
+        if _is_head(op, vocab):
+            kind = "lm head+logits"
+        elif what in ("scores", "probs"):
+            kind = "scores+probs"
+        elif what == "weight" and not isinstance(op, fpga.KernelOp):
+            kind = "weights"
+        elif isinstance(op, ATTENTION_OPS):
+            kind = "attention q/k/v/out"
+        else:
+            kind = "other activations"
+        kinds[kind] += dma.bytes.value.data
+    return kinds
 
 
 def main() -> None:
@@ -236,24 +288,45 @@ def main() -> None:
         packing = ({role: r[WEIGHT_QUANT] for role, r in study["roles"].items() if WEIGHT_QUANT in r}, study["lm_head_ratio"])
 
     print("\n## OPT at W8A8 on zcu102-meadow, 12 Gbps: GEMM-based vs MEADOW (TPHS + packing)\n")
-    print("| model | seq | GEMM TTFT ms | MEADOW TTFT ms | TTFT ratio (pub. 1.5-1.7) | TPHS-only ratio | GEMM TBT ms | MEADOW TBT ms | TBT ratio (pub. 1.4-1.52) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("TTFT as pimc compiles prefill (logits of every prompt position) and with the LM head on the last\n"
+          "prompt token only (what the first token needs). GEMM-form scores stored as fp32 (`score_bits` 32);\n"
+          "`s8` = the TPHS-only ratio if they were stored as int8.\n")
+    print("| model | seq | GEMM TTFT ms | MEADOW TTFT ms | TTFT ratio (pub. 1.5-1.7) | last-token head | TPHS-only | TPHS-only s8 "
+          "| GEMM TBT ms | MEADOW TBT ms | TBT ratio (pub. 1.4-1.52) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     out["opt"] = []
     for model in ("opt-125m", "opt-1.3b"):
         for seq in seq_lens:
             gemm = estimate(model, seq, 12, "gemm", None)
             tphs = estimate(model, seq, 12, "tphs", None)
             meadow = estimate(model, seq, 12, "tphs", packing) if packing else tphs
-            row = {"model": model, "seq_len": seq, "gemm": gemm, "tphs": tphs, "meadow": meadow}
+            s8 = [estimate(model, seq, 12, df, None, ("fpga.score_bits=8",)) for df in ("gemm", "tphs")]
+            row = {"model": model, "seq_len": seq, "gemm": gemm, "tphs": tphs, "meadow": meadow,
+                   "tphs_only_ratio_score_bits_8": s8[0]["ttft_s"] / s8[1]["ttft_s"]}
             out["opt"].append(row)
+            last = gemm["ttft_last_token_head_s"] / meadow["ttft_last_token_head_s"]
             print(f"| {model} | {seq} | {gemm['ttft_s'] * 1e3:.1f} | {meadow['ttft_s'] * 1e3:.1f} | "
-                  f"{gemm['ttft_s'] / meadow['ttft_s']:.2f}x | {gemm['ttft_s'] / tphs['ttft_s']:.2f}x | "
+                  f"{gemm['ttft_s'] / meadow['ttft_s']:.2f}x | {last:.2f}x | {gemm['ttft_s'] / tphs['ttft_s']:.2f}x | "
+                  f"{row['tphs_only_ratio_score_bits_8']:.2f}x | "
                   f"{gemm['tbt_s'] * 1e3:.1f} | {meadow['tbt_s'] * 1e3:.1f} | {gemm['tbt_s'] / meadow['tbt_s']:.2f}x |")
+
+    print("\n### Where the prefill's off-chip bytes go, OPT-125M at 12 Gbps (MB, from the fpga.dma_in/dma_out ops)\n")
+    kinds = list(out["opt"][0]["gemm"]["prefill_bytes_by_kind"])
+    print("| seq | dataflow | " + " | ".join(kinds) + " | total |\n|---|---|" + "---|" * (len(kinds) + 1))
+    for row in out["opt"]:
+        if row["model"] != "opt-125m":
+            continue
+        for name in ("gemm", "tphs", "meadow"):
+            b = row[name]["prefill_bytes_by_kind"]
+            print(f"| {row['seq_len']} | {name} | " + " | ".join(f"{b[k] / 1e6:.1f}" for k in kinds) + f" | {sum(b.values()) / 1e6:.1f} |")
 
     print("\n## Bandwidth sweep, OPT-125M: attention dataflow alone (no packing)\n")
     seq = seq_lens[-1]
-    print(f"| Gbps | TTFT GEMM ms | TTFT TPHS ms | GEMM/TPHS | auto (prefill) | TBT GEMM ms | TBT TPHS ms | GEMM/TPHS | auto (decode) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    narrow = ("fpga.broadcast_pe_macs=16",)
+    print(f"Prompt {seq}, decode at context {2 * seq}. Last column: TTFT GEMM/TPHS if the broadcast PEs were 16 lanes "
+          "wide instead of the assumed 64 (SV then bounds the TPHS pipeline).\n")
+    print("| Gbps | TTFT GEMM ms | TTFT TPHS ms | GEMM/TPHS | auto (prefill) | TBT GEMM ms | TBT TPHS ms | GEMM/TPHS | auto (decode) | TTFT GEMM/TPHS, 16-lane broadcast PEs |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     out["sweep"] = []
 
     def picks(a: float, g: float, t: float) -> str:
@@ -261,11 +334,14 @@ def main() -> None:
 
     for gbps in (1, 2, 4, 8, 12, 16, 24, 32, 40, 51, 76.8, 153.6):  # past 51: where the DDR4 (19.2 GB/s) allows
         g, t, a = (estimate("opt-125m", seq, gbps, df, None) for df in ("gemm", "tphs", "auto"))
+        gn, tn = (estimate("opt-125m", seq, gbps, df, None, narrow) for df in ("gemm", "tphs"))
         row = {"gbps": gbps, "seq_len": seq, "gemm": g, "tphs": t, "auto": a,
-               "auto_prefill": picks(a["ttft_s"], g["ttft_s"], t["ttft_s"]), "auto_decode": picks(a["tbt_s"], g["tbt_s"], t["tbt_s"])}
+               "auto_prefill": picks(a["ttft_s"], g["ttft_s"], t["ttft_s"]), "auto_decode": picks(a["tbt_s"], g["tbt_s"], t["tbt_s"]),
+               "ttft_ratio_16_lane_broadcast": gn["ttft_s"] / tn["ttft_s"]}
         out["sweep"].append(row)
         print(f"| {gbps} | {g['ttft_s'] * 1e3:.2f} | {t['ttft_s'] * 1e3:.2f} | {g['ttft_s'] / t['ttft_s']:.3f} | {row['auto_prefill']} | "
-              f"{g['tbt_s'] * 1e3:.3f} | {t['tbt_s'] * 1e3:.3f} | {g['tbt_s'] / t['tbt_s']:.4f} | {row['auto_decode']} |")
+              f"{g['tbt_s'] * 1e3:.3f} | {t['tbt_s'] * 1e3:.3f} | {g['tbt_s'] / t['tbt_s']:.4f} | {row['auto_decode']} | "
+              f"{row['ttft_ratio_16_lane_broadcast']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=float))
 

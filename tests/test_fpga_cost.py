@@ -73,13 +73,16 @@ def test_tphs_stages_and_attention_forms():
     assert stages.total(12, 16) == 12 * 1408 + 512 + 1024 + 16
     phases = attention_gemm_phases(device, attention(128, 128, 12, 12, 64))
     assert [p.cycles for p in phases] == [2341 * 2, 2 * 6144 + 16, 1171 * 4]
-    assert [p.offchip_bytes for p in phases] == [393216, 393216, 393216]
+    # H x S x T = 196,608 scores: written as fp32 and read back (score_bits = 32), probabilities written
+    # and read as int8; Q, K (98,304 B each) in for QKᵀ, V in and the output out for PV
+    hst = 12 * 128 * 128
+    assert [p.offchip_bytes for p in phases] == [2 * 98304 + 4 * hst, 4 * hst + hst, hst + 2 * 98304]
 
     target = load_target("zcu102-meadow")
     gemm = op_cost(target, "fpga", attention(128, 128, 12, 12, 64))
     tphs = op_cost(target, "fpga", attention(128, 128, 12, 12, 64, tphs=True))
-    assert gemm.offchip_bytes == 3 * 393216 and tphs.offchip_bytes == 393216
-    assert gemm.latency_s == pytest.approx(3 * (1.2e-6 + 393216 / 1.5e9), rel=1e-12)
+    assert gemm.offchip_bytes == 4 * 98304 + 10 * hst and tphs.offchip_bytes == 393216
+    assert gemm.latency_s == pytest.approx(3 * 1.2e-6 + (4 * 98304 + 10 * hst) / 1.5e9, rel=1e-12)  # all DMA-bound
     assert tphs.latency_s == pytest.approx(1.2e-6 + 393216 / 1.5e9, rel=1e-12)  # DMA-bound: 262 us > 184 us
 
 

@@ -19,7 +19,8 @@ storage size (codes + scales), or at their packed size when the weight-packing p
 
 Attention has two forms:
 - GEMM form (the baseline): three phases that each fetch inputs from off-chip and store outputs back —
-  scores = QKᵀ (H·S·T written), softmax (H·S·T read and written), PV (H·S·T read).
+  scores = QKᵀ (H·S·T written at `score_bits`), softmax (those read, H·S·T probabilities written at
+  `activation_bits`), PV (the probabilities read).
 - TPHS (token-parallel, head-sequential; the `tphs` hint set by the TPHS pass): per head, QKᵀ on the
   parallel PEs (one query token per PE, sweeping the keys: ceil(S/PEs)·T·ceil(D/lanes) cycles), softmax
   in the softmax unit (2 passes: exp-LUT + sum, divide; the max is taken as scores stream in), SV on the
@@ -175,17 +176,17 @@ def _attention_dims(work: Work) -> tuple[int, int, int, int, int]:
 def attention_gemm_phases(device: FpgaDevice, work: Work) -> list[Phase]:
     """The GEMM-based baseline: QKᵀ, softmax and PV each round-trip through off-chip memory."""
     s, t, h, kv, d = _attention_dims(work)
-    a = device.act_bytes
+    a, sb = device.act_bytes, device.score_bytes
     q_bytes, kv_bytes, hst = s * h * d * a, t * kv * d * a, h * s * t
     scores = Phase(
         "scores", gemm_cycles(device, h * s, t, d),
-        (_stream(device, "query", q_bytes), _stream(device, "key", kv_bytes)), (_stream(device, "scores", hst * a),),
-        macs=hst * d, vector_ops=hst, onchip_bytes=_staged(q_bytes + kv_bytes + hst * a),
+        (_stream(device, "query", q_bytes), _stream(device, "key", kv_bytes)), (_stream(device, "scores", hst * sb),),
+        macs=hst * d, vector_ops=hst, onchip_bytes=_staged(q_bytes + kv_bytes + hst * sb),
     )
     softmax = Phase(
         "softmax", 2 * math.ceil(hst / device.softmax_lanes) + device.softmax_latency_cycles,
-        (_stream(device, "scores", hst * a),), (_stream(device, "probs", hst * a),),
-        vector_ops=4 * hst, onchip_bytes=_staged(2 * hst * a),
+        (_stream(device, "scores", hst * sb),), (_stream(device, "probs", hst * a),),
+        vector_ops=4 * hst, onchip_bytes=_staged(hst * (sb + a)),
     )
     pv = Phase(
         "pv", gemm_cycles(device, h * s, d, t),

@@ -26,6 +26,10 @@ class FpgaDevice(DeviceBase):
     broadcast_pe_macs: int = Field(gt=0, description="int8 MACs per broadcast PE per cycle (vector lanes)")
     operand_bits: int = Field(gt=0, le=8, description="widest weight/activation code the PEs multiply")
     activation_bits: int = Field(gt=0, le=32, description="bits per activation element moved to and from off-chip memory")
+    score_bits: int = Field(
+        32, gt=0, le=32,
+        description="bits per attention score (QKᵀ before softmax) the GEMM form stores off chip; probabilities move at activation_bits",
+    )
     bram_bytes: int = Field(ge=0, description="block RAM available to the accelerator's buffers, bytes")
     uram_bytes: int = Field(ge=0, description="UltraRAM available to the accelerator's buffers, bytes")
     offchip_gbps: float = Field(gt=0, description="off-chip DRAM bandwidth available to the accelerator, Gbit/s")
@@ -49,6 +53,11 @@ class FpgaDevice(DeviceBase):
     def onchip_bytes(self) -> int:
         """On-chip buffer capacity for tiles and TPHS intermediates."""
         return self.bram_bytes + self.uram_bytes
+
+    @property
+    def score_bytes(self) -> float:
+        """Bytes per attention score off chip (the GEMM form's QKᵀ output)."""
+        return self.score_bits / 8
 
     @property
     def act_bytes(self) -> float:
