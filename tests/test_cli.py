@@ -288,8 +288,26 @@ ERROR_CASES = {
         ["memory 'dram'", "capacity"],
     ),
     "report-bad-format": (lambda t, b: ("report", b, "--format", "html"), ["--format 'html'"]),
+    "tensor-fits-no-memory": (  # the embedding table (262144 bytes) is larger than the only memory
+        lambda t, b: _compile_args("tiny-llama", "-t", _shrunk_target(t, "cpu-a76", 200_000), "-o", t / "out"),
+        ["memory 'dram' overflows", "weight 'w:model.embed_tokens.weight' needs 262144 bytes", "'dram' (200000 bytes)"],
+    ),
+    "weights-fit-nowhere-hetero": (  # edge-soc with both memories shrunk: no device can hold the table
+        lambda t, b: _compile_args("tiny-llama", "-t", _shrunk_target(t, "edge-soc", 200_000), "-o", t / "out"),
+        ["memory 'ddr4' overflows", "weight 'w:model.embed_tokens.weight' needs 262144 bytes"],
+    ),
 }
-SUBPROCESS_ERRORS = ("missing-model-file", "invalid-target-toml", "bad-input-ids")
+SUBPROCESS_ERRORS = ("missing-model-file", "invalid-target-toml", "bad-input-ids", "tensor-fits-no-memory")
+
+
+def _shrunk_target(tmp_path: Path, preset: str, capacity: int) -> Path:
+    """A preset with every memory's capacity_bytes set to `capacity`."""
+    text = (Path(pimc.targets.__file__).parent / "presets" / f"{preset}.toml").read_text()
+    small = re.sub(r"(?m)^capacity_bytes = \d+", f"capacity_bytes = {capacity}", text)
+    assert small.count(f"capacity_bytes = {capacity}") == text.count("\ncapacity_bytes = ") >= 1
+    path = tmp_path / f"small-{preset}.toml"
+    path.write_text(small)
+    return path
 
 
 def _write(path: Path, text: str) -> Path:

@@ -8,7 +8,8 @@ Variables (time in TimeScale units):
   rectangles (time x address) in one NoOverlap2D inside the capacity, with a redundant cumulative.
   Segment 0 is where t is born (its home: producer's memory, or where it starts at time 0) or its
   first copy (a transfer from home). Later segments are reloads from the scratchpad's backing memory
-  (`spill_to`), which needs a writeback (spill) of t unless t's home is that backing memory.
+  (`spill_to`), which needs a writeback (spill) of t unless t's home is that backing memory; a
+  reader in the backing memory may read the spilled copy instead of a copy of its own.
 - per transfer: an optional fixed-size interval on its directed link; NoOverlap per link.
 
 Simplifications (each keeps schedules valid, possibly not globally optimal): one copy segment per
@@ -215,6 +216,10 @@ class CpsatModel:
             if readers and hlit is not self._true:
                 need = self._or(readers, f"need_{t}_{mem}")
                 copy = self._and(need, hlit.Not() if hlit is not self._false else self._true, f"copy_{t}_{mem}")
+                if any(s.role == "wb" for s in segs):  # readers here may read the spilled copy instead
+                    spare = m.new_bool_var(f"copy_{t}_{mem}_used")
+                    m.add_implication(spare, copy)
+                    copy = spare
                 csegs = self._segments(t, mem, copy, is_home=False, static_home=static_home)
                 self._fill_copy(t, mem, csegs[0], homes, prod)
                 segs += csegs

@@ -6,6 +6,12 @@ placed first-fit and, when the space is short, a victim is evicted: Belady (furt
 that memory; optimal for equal sizes) or LRU. A victim still needed and not yet in the backing
 memory is written back first (a spill); later reads reload it. Outputs born in a scratchpad are
 written back at once (compulsory). Memories without a backing never evict: they must fit.
+
+Tight scratchpads: when an op's operands find no contiguous range even with every other tensor
+gone (fragmentation), victims are evicted by the same policy until a lowest-address packing of the
+operands fits, and if the op's own resident inputs are what fragments the space, they are spilled
+too and reloaded packed. So whenever the op's inputs + outputs fit the scratchpad (beside pinned
+tensors), the run finds a schedule.
 """
 
 from __future__ import annotations
@@ -42,15 +48,17 @@ class _Memory:
         self.live: dict[str, _Block] = {}
         self.freed: list[tuple[int, int, float]] = []  # offset, size, free from
 
-    def hole(self, size: int, when: float) -> int | None:
+    def hole(self, size: int, when: float, lowest: bool = False) -> int | None:
         """First address with `size` bytes not live, free by `when` if possible (else the one
-        free soonest); None if no gap is large enough."""
+        free soonest; with `lowest`, simply the lowest address); None if no gap is large enough."""
         live = sorted((b.offset, b.offset + b.size) for b in self.live.values())
         cands = sorted({0, *(hi for _, hi in live), *(o + n for o, n, _ in self.freed)})
         best = None
         for off in cands:
             if off + size > self.capacity or any(lo < off + size and off < hi for lo, hi in live):
                 continue
+            if lowest:
+                return off
             free = self.free_from(off, size)
             if free <= when:
                 return off
@@ -61,17 +69,42 @@ class _Memory:
     def free_from(self, off: int, size: int) -> float:
         return max((t for o, n, t in self.freed if o < off + size and off < o + n), default=0.0)
 
+    def packs(self, sizes: list[int], blocks: list[_Block] | None = None) -> bool:
+        """Whether `sizes`, placed in turn at the lowest free address beside `blocks` (default:
+        the live ones), all fit; `hole(..., lowest=True)` places them exactly so."""
+        taken = sorted((b.offset, b.offset + b.size) for b in (self.live.values() if blocks is None else blocks))
+        for size in sizes:
+            off = next((o for o in sorted({0, *(hi for _, hi in taken)})
+                        if o + size <= self.capacity and not any(lo < o + size and o < hi for lo, hi in taken)), None)
+            if off is None:
+                return False
+            bisect.insort(taken, (off, off + size))
+        return True
+
+
+class _NoRoom(ScheduleError):
+    """A scratchpad has no contiguous range for a tensor and no victim left to evict."""
+
 
 def sequence_schedule(problem: MappingProblem, placement: Sequence[tuple[str, str]],
                       policy: str = "belady", solver: str = "sequence",
                       op_time: Callable[[str, str], float] | None = None,
-                      link_time: Callable[[str, str, str], float] | None = None) -> Schedule:
+                      link_time: Callable[[str, str, str], float] | None = None,
+                      stats: dict[str, int] | None = None) -> Schedule:
     """The schedule of `placement` (a topological order of (op, device)) under `policy`.
     op_time(op, device) / link_time(tensor, src, dst) replace the exact durations (the CP-SAT
-    warm start runs this in integer time units)."""
+    warm start runs this in integer time units). `stats`, if given, receives why it evicted:
+    evictions_capacity / evictions_fragmentation (the live bytes did / did not leave room for the
+    tensor being placed; fragmentation = room but no contiguous range) and bytes_capacity /
+    bytes_fragmentation (the spills and reloads those evictions caused); repacks: ops whose own
+    resident inputs were spilled so that their operands could be packed."""
     if policy not in POLICIES:
         raise ValueError(f"unknown eviction policy {policy!r}")
-    return _Run(problem, list(placement), policy, op_time, link_time).schedule(solver)
+    run = _Run(problem, list(placement), policy, op_time, link_time)
+    schedule = run.schedule(solver)
+    if stats is not None:
+        stats.update(run.stats)
+    return schedule
 
 
 class _Run:
@@ -103,6 +136,9 @@ class _Run:
         self.slots: dict[str, OpSlot] = {}
         self.transfers: list[Transfer] = []
         self.residency: list[Residency] = []
+        self.stats = dict.fromkeys(("evictions_capacity", "evictions_fragmentation",
+                                    "bytes_capacity", "bytes_fragmentation", "repacks"), 0)
+        self.evicted: dict[tuple[str, str], str] = {}  # (tensor, memory) -> why it was evicted
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _homes(self) -> dict[str, str]:
@@ -159,46 +195,111 @@ class _Run:
         return start, end
 
     # -- memory ----------------------------------------------------------------------------------
-    def _place(self, m: str, t: str, keep: set[str], now: int, when: float = 0.0) -> tuple[int, float]:
-        """An address for t in m and when that space is free. Scratchpads place online and evict;
-        other memories never evict, so their addresses are assigned after the run (offset -1)."""
+    def _place(self, m: str, t: str, keep: set[str], now: int, when: float = 0.0,
+               pack: bool = False) -> tuple[int, float]:
+        """An address for t in m and when that space is free. Scratchpads place online and evict
+        (`pack`: at the lowest free address); other memories never evict, so their addresses are
+        assigned after the run (offset -1)."""
         mem, size = self.mem[m], self.p.tensors[t].size_bytes
         if size > mem.capacity:
             raise ScheduleError(f"memory {m!r} overflows: tensor {t!r} ({size} bytes) is larger than its "
                                 f"capacity {mem.capacity} bytes")
         if m not in self.p.spill_to:
             return -1, 0.0
-        while (off := mem.hole(size, when)) is None:
+        while (off := mem.hole(size, when, lowest=pack)) is None:
             victim = self._victim(m, keep, now)
             if victim is None:
                 live = sum(b.size for b in mem.live.values())
-                raise ScheduleError(f"memory {m!r} overflows: {live} bytes live + {size} for {t!r} > "
+                raise _NoRoom(f"memory {m!r} overflows: {live} bytes live + {size} for {t!r} > "
                                     f"capacity {mem.capacity} bytes and nothing can be evicted")
-            self._evict(m, victim, now)
+            self._evict(m, victim, now, size)
         return off, mem.free_from(off, size)
 
+    def _evictable(self, m: str, t: str, now: int) -> bool:
+        if self._pinned(t, m):
+            return False
+        return (not self._needed_later(t, now) or t in self.in_backing or m in self.p.spill_to
+                or (self.home[t] != m and t in self.mem[self.home[t]].live))
+
     def _victim(self, m: str, keep: set[str], now: int) -> str | None:
-        backing = self.p.spill_to.get(m)
         cands = []
         for t, b in self.mem[m].live.items():
-            if t in keep or self._pinned(t, m):
-                continue
-            later = self._needed_later(t, now)
-            safe = (not later or t in self.in_backing or (self.home[t] != m and t in self.mem[self.home[t]].live)
-                    or backing is not None)
-            if not safe:
+            if t in keep or not self._evictable(m, t, now):
                 continue
             nxt = self._next_read(t, m, now)
             key = (-nxt, -b.size, t) if self.policy == "belady" else (b.stamp, -b.size, t)
             cands.append((key, t))
         return min(cands)[1] if cands else None
 
-    def _evict(self, m: str, t: str, now: int) -> None:
+    def _evict(self, m: str, t: str, now: int, need: int) -> None:
+        """Evict t from m to make room for `need` bytes (spilling it first if it is still needed)."""
+        mem = self.mem[m]
+        why = "fragmentation" if sum(b.size for b in mem.live.values()) + need <= mem.capacity else "capacity"
+        self.stats[f"evictions_{why}"] += 1
         backing = self.p.spill_to.get(m)
         if (self._needed_later(t, now) and t not in self.in_backing and self.home[t] == m
                 and backing is not None):
             self._writeback(t, m, backing)
+            self.stats[f"bytes_{why}"] += self.p.tensors[t].size_bytes
+        if self._needed_later(t, now):
+            self.evicted[(t, m)] = why
         self._close(m, t)
+
+    def _make_room(self, op: str, m: str, keep: set[str], now: int, missing) -> None:
+        """Evict by policy until `missing()` (the sizes of the op's operands still to place) packs
+        at the lowest addresses; if the op's own resident inputs fragment the space, spill them
+        too (reloaded packed). Raises only when the operands cannot fit beside pinned tensors."""
+        mem = self.mem[m]
+
+        def evict_until_packed() -> bool:
+            while not mem.packs(missing()):
+                victim = self._victim(m, keep, now)
+                if victim is None:
+                    return False
+                self._evict(m, victim, now, sum(missing()))
+            return True
+
+        if evict_until_packed():
+            return
+        self.stats["repacks"] += 1
+        for t in sorted(t for t in keep if t in mem.live and mem.live[t].start != _NEVER and not self._pinned(t, m)):
+            self._evict(m, t, now - 1, sum(missing()))  # now - 1: this op's own read is a later use
+        if not evict_until_packed():
+            pinned = sum(b.size for b in mem.live.values())
+            raise ScheduleError(f"memory {m!r} overflows: op {op!r} needs {sum(missing())} bytes of operands "
+                                f"beside {pinned} bytes that cannot be evicted; capacity {mem.capacity} bytes")
+
+    def _operands(self, i: int, op, d: str, ins: list[str], new: list[str], keep: set[str], pack: bool) -> float:
+        """Load the op's missing inputs and place its new outputs in its memory; when it can start."""
+        p = self.p
+        m = p.memory_of[d]
+        mem = self.mem[m]
+        ready = self.dev_free[d]
+        for t in ins:
+            if t in mem.live:
+                ready = max(ready, mem.live[t].ready)
+                continue
+            backing = p.spill_to.get(m)
+            if backing is not None and t in self.in_backing and t in self.mem[backing].live:
+                src = backing
+            elif t in self.mem[self.home[t]].live:
+                src = self.home[t]
+            else:
+                raise ScheduleError(f"op {op.name!r}: tensor {t!r} is nowhere to be read")
+            off, free = self._place(m, t, keep, i, self.dev_free[d], pack)
+            start, end = self._move(t, src, m, free)
+            why = self.evicted.pop((t, m), None)
+            if why is not None:  # a reload caused by an eviction
+                self.stats[f"bytes_{why}"] += p.tensors[t].size_bytes
+            mem.live[t] = _Block(t, off, p.tensors[t].size_bytes, start, end, end, i)
+            if p.spill_to.get(self.home[t]) == m:
+                self.in_backing.add(t)  # a copy in its scratchpad's backing serves as the spilled copy
+            ready = max(ready, end)
+        for t in new:
+            off, free = self._place(m, t, keep, i, ready, pack)
+            mem.live[t] = _Block(t, off, p.tensors[t].size_bytes, _NEVER, _NEVER, 0.0, i)
+            ready = max(ready, free)
+        return ready
 
     def _writeback(self, t: str, m: str, backing: str) -> None:
         off, free = self._place(backing, t, set(), len(self.placement))
@@ -234,29 +335,32 @@ class _Run:
         m = p.memory_of[d]
         mem = self.mem[m]
         keep = set(op.inputs) | set(op.outputs)
-        ready = self.dev_free[d]
-        for t in dict.fromkeys(op.inputs):
-            if p.producer.get(t) == op.name:
-                continue  # state updated in place: placed below as an output
-            if t in mem.live:
-                ready = max(ready, mem.live[t].ready)
-                continue
-            backing = p.spill_to.get(m)
-            if backing is not None and t in self.in_backing and t in self.mem[backing].live:
-                src = backing
-            elif t in self.mem[self.home[t]].live:
-                src = self.home[t]
-            else:
-                raise ScheduleError(f"op {op.name!r}: tensor {t!r} is nowhere to be read")
-            off, free = self._place(m, t, keep, i, self.dev_free[d])
-            start, end = self._move(t, src, m, free)
-            mem.live[t] = _Block(t, off, p.tensors[t].size_bytes, start, end, end, i)
-            ready = max(ready, end)
+        ins = [t for t in dict.fromkeys(op.inputs) if p.producer.get(t) != op.name]  # in-place state: an output
         new = [t for t in dict.fromkeys(op.outputs) if t not in mem.live]
-        for t in new:
-            off, free = self._place(m, t, keep, i, ready)
-            mem.live[t] = _Block(t, off, p.tensors[t].size_bytes, _NEVER, _NEVER, 0.0, i)
-            ready = max(ready, free)
+        size = p.tensors
+
+        def missing() -> list[int]:
+            return [size[t].size_bytes for t in ins if t not in mem.live] + \
+                   [size[t].size_bytes for t in new if t not in mem.live]
+
+        pack = False
+        if m in p.spill_to:
+            stays = [b for t, b in mem.live.items() if t in keep or not self._evictable(m, t, i)]
+            if not mem.packs(missing(), stays):  # fragmented even with every victim gone
+                self._make_room(op.name, m, keep, i, missing)
+                pack = True
+        while True:
+            try:
+                ready = self._operands(i, op, d, ins, new, keep, pack)
+                break
+            except _NoRoom:
+                if pack:
+                    raise
+                for t in new:  # drop output placeholders, keep the loaded inputs, and pack the rest
+                    if t in mem.live:
+                        del mem.live[t]
+                self._make_room(op.name, m, keep, i, missing)
+                pack = True
         start = ready
         finish = start + self.op_time(op.name, d)
         self.slots[op.name] = OpSlot(op.name, d, start, finish)
@@ -273,6 +377,14 @@ class _Run:
                 self._writeback(t, m, backing)
         for t in sorted(keep):  # free what this memory no longer needs
             if t in mem.live and not self._pinned(t, m) and self._next_read(t, m, i) == _NEVER:
-                if self.home[t] == m and self._needed_later(t, i) and t not in self.in_backing:
+                if self._needed_later(t, i) and self._source(t, m):
                     continue  # still the source of a later copy
                 self._close(m, t)
+
+    def _source(self, t: str, m: str) -> bool:
+        """Whether m's copy of t is where later copies come from: its home (unless that is a
+        scratchpad already spilled to its backing) or the backing copy of a spilled tensor."""
+        home = self.home[t]
+        if home == m:
+            return t not in self.in_backing or m not in self.p.spill_to
+        return t in self.in_backing and self.p.spill_to.get(home) == m
