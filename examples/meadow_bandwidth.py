@@ -5,8 +5,8 @@ against the accelerator's off-chip bandwidth, for the GEMM-based attention dataf
 
 Each point is `pimc.estimate` with a target override, exactly what the CLI does with
     pimc estimate opt-125m --target zcu102-meadow --wbits 8 --abits 8 --set fpga.offchip_gbps=12 --dataflow tphs
-GEMM: attention intermediates (scores, probabilities) go through DRAM; TPHS (token-parallel,
-head-sequential) keeps them on chip. `pimc sweep examples/sweeps/meadow_bandwidth.toml` runs a
+GEMM: attention intermediates go through DRAM (fp32 scores, int8 probabilities: `fpga.score_bits`);
+TPHS (token-parallel, head-sequential, from the Q projection on) keeps them and Q on chip. `pimc sweep examples/sweeps/meadow_bandwidth.toml` runs a
 bandwidth x dataflow grid (at a 64-token prompt) on a process pool. MEADOW reports GEMM winning at
 high bandwidth, TPHS at low bandwidth, and 1.5-1.7x TTFT / 1.4-1.52x TBT at 12 Gbps with weight
 packing as well (not applied here).

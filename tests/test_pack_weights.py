@@ -83,3 +83,17 @@ def test_bad_input_is_an_error():
         pack_matrix(np.zeros((2, 2), dtype=np.float32), 2, 8)
     with pytest.raises(PimcError, match="must be positive"):
         pack_matrix(HAND, 0, 8)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8, 9])
+def test_unique_chunks_match_row_wise_unique(chunk):
+    """Chunks compared as one 64-bit key (C x 8 bits <= 64) or row-wise (C = 9): np.unique's order and counts."""
+    from pimc.targets.fpga.packing import _unique_chunks
+
+    codes = np.random.default_rng(chunk).integers(-128, 128, (40, 9 * chunk))
+    codes[::2] = codes[1::2]  # duplicated rows: repeated chunks
+    chunks = codes.reshape(-1, chunk)
+    table, inverse, counts = np.unique(chunks, axis=0, return_inverse=True, return_counts=True)
+    ours = _unique_chunks(chunks)
+    assert np.array_equal(ours[0], table) and np.array_equal(ours[1], inverse.reshape(-1)) and np.array_equal(ours[2], counts)
+    assert np.array_equal(pack_matrix(codes, chunk, 8, 7).unpack(), codes)
