@@ -211,3 +211,12 @@ def test_markdown_report_matches_golden(golden, tiny_program):
                    "## Devices", "## Top 10 ops by time"):
         assert needle in text
     golden.check_text("tiny-llama.cpu-a76.report.md", text)
+
+
+def test_plots_into_a_used_folder_drop_rooflines_of_devices_now_idle(soc_program, tmp_path):
+    out = tmp_path / "plots"
+    out.mkdir()
+    (out / "roofline-xbar.png").write_bytes(b"an earlier run's plot")
+    (out / "notes.txt").write_text("mine")
+    paths = soc_program.plots(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in paths] + ["notes.txt"])

@@ -74,7 +74,8 @@ def render_plots(data: PlotData) -> dict[str, bytes]:
 
 
 def write_plots(data: PlotData, directory: str | Path) -> list[Path]:
-    """Render every plot, then write them into `directory` (created if needed); the paths written."""
+    """Render every plot, then write them into `directory` (created if needed); the paths written.
+    Rooflines of devices this program did not use, left there by an earlier run, are removed."""
     rendered = render_plots(data)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -90,4 +91,7 @@ def write_plots(data: PlotData, directory: str | Path) -> list[Path]:
             Path(tmp).unlink(missing_ok=True)
             raise
         paths.append(path)
+    for stale in sorted(directory.glob("roofline-*.png")):  # devices an earlier run into this folder used
+        if stale.name not in rendered:
+            stale.unlink()
     return paths

@@ -8,7 +8,8 @@ The ceilings come from the device kind's `roofline` hook (its own target numbers
 line per peak rate and the bandwidth diagonal. Kinds without one (compute in memory, whose rate
 depends on bit widths and layout), and devices whose ops all keep their operands on chip (resident
 crossbar weights: intensity unbounded), show each op's achieved rate against its size instead.
-Ops with no arithmetic, or that move no off-chip bytes, cannot be placed and are counted in a note.
+Ops that move no off-chip bytes (intensity unbounded) sit in a shaded band at the right edge, under
+the compute peaks that bound them; ops with no arithmetic cannot be placed and are counted in a note.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _plot(data, device, rows, colors: KindColors) -> Figure:
     functions = list(dict.fromkeys(f for f, _ in rows))
     marker = {f: PHASE_MARKERS[i % len(PHASE_MARKERS)] for i, f in enumerate(functions)}
 
-    placed, by_size, no_work, no_bytes, no_counts = defaultdict(list), defaultdict(list), 0, 0, 0
+    placed, by_size, onchip, no_work, no_counts = defaultdict(list), defaultdict(list), defaultdict(list), 0, 0
     for function, r in rows:
         if "flops" not in r:
             no_counts += 1
@@ -55,7 +56,7 @@ def _plot(data, device, rows, colors: KindColors) -> Figure:
             if r["offchip_bytes"] > 0:
                 placed[(colors.key(row_kind(r)), function)].append((r["flops"] / r["offchip_bytes"], r["flops"] / r["latency_s"]))
             else:
-                no_bytes += 1
+                onchip[(colors.key(row_kind(r)), function)].append(r["flops"] / r["latency_s"])
     if not by_size:
         ax.axis("off")
         ax.text(0.5, 0.5, f"{device.name} ran {len(rows)} ops, none with arithmetic ({no_counts} without work counts):\n"
@@ -64,11 +65,19 @@ def _plot(data, device, rows, colors: KindColors) -> Figure:
         return fig
     if roof is not None and placed:
         shown = placed
-        _ceilings(ax, roof, placed)
+        x_hi = _ceilings(ax, roof, placed, [y for ys in onchip.values() for y in ys])
+        if onchip:  # unbounded intensity: a band at the right edge, x chosen only to sit inside it
+            x_band = x_hi / 1.8
+            ax.axvspan(x_hi / 3.2, x_hi, color="0.93", zorder=0, linewidth=0)
+            ax.text(x_band, 0.02, "no off-chip\nbytes", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    fontsize=8, color="0.35")
+            shown = defaultdict(list, {k: list(v) for k, v in placed.items()})
+            for key, ys in onchip.items():
+                shown[key] += [(x_band, y) for y in ys]
         ax.set_xlabel("arithmetic intensity (FLOP per off-chip byte)")
         meaning = roof.meaning
     else:  # no peaks, or every op keeps its operands on chip: a rate-vs-size view instead
-        shown, no_bytes = by_size, 0
+        shown = by_size
         _limits(ax, [x for pts in shown.values() for x, _ in pts], [y for pts in shown.values() for _, y in pts])
         ax.set_xlabel("work per op (FLOP)")
         why = (f"no ceilings: a {device.kind} device computes in its memory arrays; its rate depends on bit widths and "
@@ -89,8 +98,6 @@ def _plot(data, device, rows, colors: KindColors) -> Figure:
     notes = []
     if no_work:
         notes.append(f"{no_work} ops without arithmetic (data movement, views) not shown")
-    if no_bytes:
-        notes.append(f"{no_bytes} ops moving no off-chip bytes (intensity unbounded) not shown")
     if no_counts:
         notes.append(f"{no_counts} ops without work counts (bundle from an older pimc) not shown")
     if notes:
@@ -100,7 +107,7 @@ def _plot(data, device, rows, colors: KindColors) -> Figure:
     kinds_here = [k for k in colors.legend_keys() if any(key == k for key, _ in shown)]
     handles = [Line2D([], [], marker="o", linestyle="", color=colors.color(k), label=colors.label(k)) for k in kinds_here]
     handles += [Line2D([], [], marker=marker[f], linestyle="", color="0.4", label=f) for f in functions if any(fn == f for _, fn in shown)]
-    if shown is placed:
+    if roof is not None and placed:
         handles.append(Line2D([], [], color="black", label=f"off-chip bandwidth {si(roof.bandwidth_bytes_per_s, 'B/s')}"))
     if handles:
         fig.legend(handles=handles, loc="outside right upper", title="op kind / phase", fontsize=9, title_fontsize=9)
@@ -114,10 +121,11 @@ def _limits(ax, xs: list[float], ys: list[float]) -> None:
     ax.set_ylim(min(ys, default=1.0) / 4, max(ys, default=1.0) * 4)
 
 
-def _ceilings(ax, roof, placed) -> None:
-    """Axes spanning the points and the ridge; the bandwidth diagonal up to the top peak, a line per peak."""
+def _ceilings(ax, roof, placed, extra_ys: list[float]) -> float:
+    """Axes spanning the points (and `extra_ys`) and the ridge; the bandwidth diagonal up to the top
+    peak, a line per peak. Returns the right end of the x axis."""
     xs = [x for pts in placed.values() for x, _ in pts]
-    ys = [y for pts in placed.values() for _, y in pts]
+    ys = [y for pts in placed.values() for _, y in pts] + extra_ys
     top = max(p for _, p in roof.peaks)
     ridge = top / roof.bandwidth_bytes_per_s
     x_lo, x_hi = min(min(xs) / 4, ridge / 30), max(max(xs) * 4, ridge * 30)
@@ -127,4 +135,8 @@ def _ceilings(ax, roof, placed) -> None:
     for label, peak in roof.peaks:
         ax.plot([peak / roof.bandwidth_bytes_per_s, x_hi], [peak, peak], color="black", linewidth=1.2,
                 linestyle="-" if peak == top else "--", zorder=2)
-        ax.text(x_hi / 1.1, peak * 1.12, f"{label}: {si(peak, 'FLOP/s')}", ha="right", va="bottom", fontsize=9)
+        # at the left edge on a dotted guide at the peak's height: the roofline leaves that corner
+        # empty (no op is both that slow in bytes and that fast), clear of the on-chip band at the right
+        ax.plot([x_lo, peak / roof.bandwidth_bytes_per_s], [peak, peak], color="0.6", linestyle=":", linewidth=0.8, zorder=1)
+        ax.text(x_lo * 1.3, peak * 1.12, f"{label}: {si(peak, 'FLOP/s')}", ha="left", va="bottom", fontsize=9)
+    return x_hi
