@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pimc.mapping.objective import Objective
 from pimc.mapping.problem import MappingProblem
+from pimc.mapping.traffic_bound import scratchpad_traffic
 
 
 def lower_bound(problem: MappingProblem, objective: Objective) -> float | None:
     """Makespan: the longer of the critical path (each op at its fastest, no transfers) and the
     total fastest work spread over all devices. Energy: each op at its cheapest. Off-chip bytes:
     each op at its cheapest plus compulsory traffic (an off-chip input no reader can read in place,
-    an output only scratchpad devices can produce). None for a mix."""
+    an output only scratchpad devices can produce), or for one device on a scratchpad the least
+    traffic of any op order and eviction counted in bytes (traffic_bound). None for a mix."""
     p = problem
     if objective.kind == "makespan":
         fastest = {op.name: min(p.costs[(op.name, d)].latency_s for d in p.capable_devices(op.name)) for op in p.ops}
@@ -21,7 +23,8 @@ def lower_bound(problem: MappingProblem, objective: Objective) -> float | None:
     if objective.kind == "energy":
         return sum(min(p.costs[(op.name, d)].energy_j for d in p.capable_devices(op.name)) for op in p.ops)
     if objective.kind == "offchip":
-        total = sum(min(p.costs[(op.name, d)].offchip_bytes for d in p.capable_devices(op.name)) for op in p.ops)
+        ops = sum(min(p.costs[(op.name, d)].offchip_bytes for d in p.capable_devices(op.name)) for op in p.ops)
+        total = 0
         for t, tensor in p.tensors.items():
             readers = [c for c in p.consumers[t]]
             if t in p.home and p.home[t] in p.offchip_memories and readers and all(
@@ -32,5 +35,6 @@ def lower_bound(problem: MappingProblem, objective: Objective) -> float | None:
                     p.memory_of[d] in p.spill_to and p.spill_to[p.memory_of[d]] in p.offchip_memories
                     for d in p.capable_devices(prod)):
                 total += tensor.size_bytes
-        return total
+        exact = scratchpad_traffic(p)  # one device on a scratchpad: every order and eviction, in bytes
+        return ops + max(total, exact or 0)
     return None

@@ -40,15 +40,20 @@ class SolveOptions:
 
 def solve_cpsat(problem: MappingProblem, options: SolveOptions = SolveOptions(),
                 warm: Sequence[tuple[str, str]] | None = None, warm_policy: str = "belady",
-                reference: Schedule | None = None) -> Schedule:
+                reference: Schedule | None = None, offchip_floor: float | None = None) -> Schedule:
     """The best schedule CP-SAT finds within the limit (status OPTIMAL or FEASIBLE), or
     ScheduleError when it proves none exists or finds none in time. `warm` is a heuristic
     placement (op, device) in order, replayed with `warm_policy` eviction as the hint;
-    `reference` (a heuristic schedule) normalizes a mix objective."""
+    `reference` (a heuristic schedule) normalizes a mix objective; `offchip_floor`, a known lower
+    bound on the off-chip objective, is added as a constraint so a schedule meeting it is proven
+    optimal at once."""
     scale = TimeScale(options.time_unit_s) if options.time_unit_s else TimeScale.for_problem(problem)
     model = CpsatModel(problem, scale, options.max_reloads)
     terms = _objective_terms(model, options.objective, reference)
     model.m.minimize(sum(c * v for c, v in terms.expr) + terms.offset)
+    if offchip_floor is not None and terms.kind == "offchip":
+        inexact = sum(1 for c in problem.costs.values() if c.offchip_bytes != round(c.offchip_bytes))
+        model.m.add(sum(c * v for c, v in terms.expr) + terms.offset >= math.floor(offchip_floor - 0.5 * inexact))
     if warm is not None:
         hint = unit_schedule(model, warm, warm_policy)
         if hint is not None:

@@ -23,6 +23,7 @@ from pimc.mapping.list_scheduler import heft_placement
 from pimc.mapping.objective import Objective
 from pimc.mapping.problem import MappingProblem, Tensor
 from pimc.mapping.schedule import Schedule
+from pimc.mapping.traffic_bound import scratchpad_plan
 
 SOLVERS = ("cpsat", "heft", "topo-lru")
 """Plus `single:DEVICE` (every op on one device)."""
@@ -70,13 +71,21 @@ def _finish(problem: MappingProblem, s: Schedule, objective: Objective, note: st
 
 
 def _heuristic(problem: MappingProblem, objective: Objective) -> tuple[Schedule | None, str]:
-    """The better of HEFT+Belady and topological+LRU under `objective` (None if both fail)."""
+    """The best of HEFT+Belady, topological+LRU and, for off-chip bytes on one device with a
+    scratchpad, the order of traffic_bound's least-bytes plan + Belady (None if all fail)."""
     found, errors = [], []
     for name in ("heft", "topo-lru"):
         try:
             found.append(baseline(problem, name))
         except ScheduleError as e:
             errors.append(f"{name}: {e}")
+    plan = scratchpad_plan(problem) if objective.kind == "offchip" else None
+    if plan is not None:  # one device on a scratchpad: the order of the least traffic in bytes
+        try:
+            found.append(sequence_schedule(problem, [(o, problem.devices[0]) for o in plan[1]], "belady",
+                                           solver="bytes-order+belady"))
+        except ScheduleError as e:
+            errors.append(f"bytes-order: {e}")
     if not found:
         return None, errors[0]
     norm = objective.normalizers(problem, found[0])
@@ -106,12 +115,15 @@ def map_problem(problem: MappingProblem, options: MapOptions = MapOptions()) -> 
             s = _finish(problem, s, obj, note, bound=bound, norm=norm)
         else:
             s = _solve_cpsat(problem, _solve_options(options),
-                            warm=_placement(heur) if heur is not None else None, reference=heur)
+                            warm=_placement(heur) if heur is not None else None, reference=heur,
+                            offchip_floor=bound if obj.kind == "offchip" else None)
             s = dataclasses.replace(s, objective_kind=obj.kind if obj.kind != "mix" else obj.name,
                                     note=f"CP-SAT on the whole function ({len(problem.ops)} ops), "
                                          f"warm start {heur.solver if heur else 'none'}")
             if bound is not None and s.bound is not None and bound > s.bound:
                 s = dataclasses.replace(s, bound=bound, gap=0.0 if s.objective <= 0 else max(0.0, (s.objective - bound) / s.objective))
+                if s.objective <= bound * (1 + 1e-9):  # proven by the problem's own lower bound
+                    s = dataclasses.replace(s, status="OPTIMAL", gap=0.0, note=s.note + "; optimal: meets the lower bound")
     except ScheduleError as e:
         if heur is None:
             raise ScheduleError(f"no schedule: {why} (and CP-SAT: {e})") from None
