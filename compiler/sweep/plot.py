@@ -8,6 +8,7 @@ same results give the same bytes.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,17 +42,20 @@ def pareto_png(title: str, rows: Sequence[dict[str, Any]], axes: Sequence[str]) 
         ax.plot(xs, ys, color="black", linewidth=1.2, drawstyle="steps-post", zorder=1)
         ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="black", linewidths=1.4,
                    label="Pareto front", zorder=3)
-    labelled = [a for a in axes if a != "model" or len(models) == 1]
-    named = plotted if len(plotted) <= MAX_LABELS else front[:MAX_LABELS]
-    for (x, y), group in _coincident(named).items():
-        text = ", ".join(f"{a}=" + "/".join(dict.fromkeys(_short(r["params"].get(a)) for r in group)) for a in labelled)
-        ax.annotate(text or "#" + "/".join(str(r["index"]) for r in group), (x, y), xytext=(6, 4),
-                    textcoords="offset points", fontsize=7, fontweight="bold" if any(r["pareto"] for r in group) else "normal")
     if plotted:
         for axis, values in (("x", [_xy(r)[0] for r in plotted]),
                              ("y", [_xy(r)[1] for r in plotted])):
             if min(values) > 0 and max(values) / min(values) > 20:
                 (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    labelled = [a for a in axes if a != "model" or len(models) == 1]
+    named = plotted if len(plotted) <= MAX_LABELS else front[:MAX_LABELS]
+    for (x, y), group in _coincident(named).items():
+        text = ", ".join(f"{a}=" + "/".join(dict.fromkeys(_short(r["params"].get(a)) for r in group)) for a in labelled)
+        right = _x_fraction(ax, x) > 0.5  # a label right of a point in the right half would leave the axes
+        ax.annotate(text or "#" + "/".join(str(r["index"]) for r in group), (x, y), xytext=(-6 if right else 6, 4),
+                    textcoords="offset points", ha="right" if right else "left", fontsize=7,
+                    fontweight="bold" if any(r["pareto"] for r in group) else "normal")
+    if plotted:
         ax.legend(fontsize=8, loc="best")
     else:
         ax.text(0.5, 0.5, "no point to plot: all failed",
@@ -68,6 +72,14 @@ def pareto_png(title: str, rows: Sequence[dict[str, Any]], axes: Sequence[str]) 
     out = io.BytesIO()
     fig.savefig(out, format="png", metadata={"Software": None})
     return out.getvalue()
+
+
+def _x_fraction(ax, x: float) -> float:
+    """Where `x` sits across the axes, 0 (left) to 1 (right), on its linear or log scale."""
+    lo, hi = ax.get_xlim()
+    if ax.get_xscale() == "log":
+        lo, hi, x = math.log10(lo), math.log10(hi), math.log10(x)
+    return (x - lo) / (hi - lo) if hi > lo else 0.5
 
 
 def _coincident(rows: Sequence[dict[str, Any]], rel: float = 0.02) -> dict[tuple[float, float], list[dict[str, Any]]]:
