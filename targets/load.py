@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import tomli_w
 from pydantic import BaseModel, ValidationError
@@ -92,10 +92,18 @@ def _apply_override(raw: dict[str, Any], override: str, shown: str) -> None:
             node[part] = value
             return
         ann = cls.model_fields[part].annotation if cls is not None else None
-        cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        cls = _model_class(ann)
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise TargetError(f"--set {override!r}: {'.'.join(parts[:depth + 1])} is not a table")
+
+
+def _model_class(ann: Any) -> type[BaseModel] | None:
+    """The table model a field holds: `Model` or `Model | None`; None for scalars."""
+    for candidate in (ann, *get_args(ann)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _find_entity(raw: dict[str, Any], name: str) -> tuple[dict | None, type[BaseModel] | None, str]:

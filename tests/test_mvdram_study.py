@@ -34,3 +34,15 @@ def test_two_bit_gemv_within_tolerance_of_the_published_figures():
 def test_gain_shrinks_as_bits_grow():
     speedups = [mvdram.gemv_row(b)["speedup"] for b in (2, 4, 8)]
     assert speedups[0] > speedups[1] > speedups[2] > 1
+
+
+def test_two_bit_gemv_energy_by_hand():
+    # Both sides price the i7-9700K by package power: 95 W while its cores run a kernel, + 160 pJ/B.
+    row = mvdram.gemv_row(2)
+    cpu_bytes = 43_008_000 + 4096 * 4 + 32000 * 4
+    assert row["cpu_mj"] == pytest.approx(95.0 * row["cpu_ms"] + cpu_bytes * 160e-12 * 1e3, rel=1e-9)
+    # 95 W x 1.3408 ms + 6.904 mJ = 134.28 mJ
+    assert row["cpu_mj"] == pytest.approx(134.28, rel=1e-4)
+    ratios = mvdram.host_wait_ratios(row)
+    assert ratios["uncore (the model)"] == pytest.approx(row["energy_ratio"], rel=1e-9)
+    assert list(ratios.values()) == sorted(ratios.values(), reverse=True)  # more host power, less gain

@@ -18,6 +18,8 @@ T_OP = (32.0 + 13.32) * 1e-9  # tRAS + tRP, DDR4-2400
 E_ACT = 8 * 1.2 * (65 * (32.0 + 13.32) - 65 * 32.0 - 50 * 13.32) * 1e-12  # 8 chips x VDD x (IDD0 tRC - IDD3N tRAS - IDD2N tRP)
 HOST_RATE = 8 * 3.6e9 * 32  # i7-9700K fp32 ops/s
 HOST_BW = 38.4e9 * 0.84  # DDR4-2400 dual channel x the sustained fraction (RMMT, see the preset)
+BUSY_W = 95.0  # i7-9700K package power while its cores run a kernel (TDP at the base clock, see the preset)
+UNCORE_W = 7.6  # its uncore while the cores wait on the modules (AnandTech Coffee Lake, see the preset)
 
 
 def linear(n, k, wbits, abits, rows=1, group=None):
@@ -63,12 +65,14 @@ def test_small_gemv_cost_by_hand():
     assert b.time.bank_s == pytest.approx(30 * T_OP)
     assert b.time.faw_s == pytest.approx(60 * 21e-9 / 4)
     assert b.dram.latency_s == pytest.approx(1.3596e-6)
-    assert b.dram.energy_j == pytest.approx((60 + 3) * E_ACT + 120 * 50e-12)
+    # 60 ACT (2 per row op) + 3 read-outs, 120 commands x 50 pJ, and the host's uncore (7.6 W) while
+    # the modules compute
+    assert b.dram.energy_j == pytest.approx((60 + 3) * E_ACT + 120 * 50e-12 + UNCORE_W * 1.3596e-6)
     assert E_ACT == pytest.approx(1.91808e-9)
-    # host encode: 5 ops per input; 16 B in, 4 B out
+    # host encode: 5 ops per input; 16 B in, 4 B out; package power while the cores run it
     enc_s = 3e-6 + max(20 / HOST_RATE, 20 / HOST_BW)
     assert b.encode.latency_s == pytest.approx(enc_s)
-    assert b.encode.energy_j == pytest.approx((20 * 81 + 20 * 160) * 1e-12 + 20.0 * enc_s)
+    assert b.encode.energy_j == pytest.approx(20 * 160e-12 + BUSY_W * enc_s)
     # host aggregate: 3 rows x 1000 outputs x 3 ops + 1000 (sign) + 3 x 1000 (scale, offset) + 4 (sums)
     read = 3 * math.ceil(1000 / 0.88 / 8)
     agg_bytes = read + 4 + 2000 + 4000
@@ -79,6 +83,12 @@ def test_small_gemv_cost_by_hand():
     # 3.00062 us (encode) + 1.3596 us (DRAM) + 3.19944 us (aggregate: 6,433 B at 32.256 GB/s)
     assert total.latency_s == pytest.approx(7.5597e-6, rel=1e-4)
     assert total.offchip_bytes == pytest.approx(20 + agg_bytes)
+    assert b.aggregate.energy_j == pytest.approx(agg_bytes * 160e-12 + BUSY_W * agg_s)
+    # energy by hand: DRAM 0.121 uJ (ACT) + 0.006 uJ (commands) + 10.333 uJ (uncore, 7.6 W x 1.3596 us);
+    # encode 95 W x 3.00062 us + 20 B x 160 pJ = 285.062 uJ; aggregate 95 W x 3.19944 us + 6,433 B x
+    # 160 pJ = 304.976 uJ
+    assert b.dram.energy_j == pytest.approx(10.4598e-6, rel=1e-4)
+    assert total.energy_j == pytest.approx(600.498e-6, rel=1e-5)
 
 
 def test_gemm_is_repeated_gemvs():

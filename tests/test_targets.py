@@ -152,8 +152,10 @@ def test_extra_unknown_field(tmp_path):
 
 
 def test_missing_field_and_unknown_kind(tmp_path):
+    path = write(tmp_path, GOOD.replace("cores = 2\n", ""))
+    assert error_of(path) == f"{path}: devices['cpu'].cores: missing required field"
     path = write(tmp_path, GOOD.replace("static_power_w = 1.0\n", ""))
-    assert error_of(path) == f"{path}: devices['cpu'].static_power_w: missing required field"
+    assert error_of(path) == f"{path}: devices['cpu']: give busy_power_w, or both energy_pj_per_op and static_power_w"
     path = write(tmp_path, GOOD.replace('kind = "cpu"', 'kind = "gpu"'))
     assert error_of(path) == f"{path}: devices['cpu']: unknown device kind 'gpu' (known: {', '.join(sorted(DEVICE_KINDS))})"
 

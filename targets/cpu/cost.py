@@ -5,7 +5,9 @@
     memory_s  = total_bytes / (memory.bandwidth_gb_per_s * 1e9 * bandwidth_efficiency)
     latency_s = op_overhead_s + max(compute_s, memory_s)
     energy_j  = (flops * energy_pj_per_op[key] + total_bytes * memory.energy_pj_per_byte) * 1e-12
-                + static_power_w * latency_s
+                + static_power_w * latency_s                           (per-op model)
+              = busy_power_w * latency_s + total_bytes * memory.energy_pj_per_byte * 1e-12
+                                                                       (package-power model)
     offchip_bytes = total_bytes
 
 Caches are not modelled: every operand byte (weights, inputs, outputs) is counted as traffic to the
@@ -38,9 +40,10 @@ def cpu_cost(device: CpuDevice, memory: Memory, work: Work) -> Cost:
     compute_s = work.flops / device.peak_ops_per_s(work.compute_bits)
     memory_s = work.total_bytes / device.sustained_bytes_per_s(memory.bandwidth_gb_per_s)
     latency_s = device.op_overhead_s + max(compute_s, memory_s)
-    dynamic_pj = (
-        work.flops * getattr(device.energy_pj_per_op, key)
-        + work.total_bytes * memory.energy_pj_per_byte
-    )
-    energy_j = dynamic_pj * 1e-12 + device.static_power_w * latency_s
+    memory_pj = work.total_bytes * memory.energy_pj_per_byte
+    if device.busy_power_w is not None:
+        energy_j = memory_pj * 1e-12 + device.busy_power_w * latency_s
+    else:
+        dynamic_pj = work.flops * getattr(device.energy_pj_per_op, key) + memory_pj
+        energy_j = dynamic_pj * 1e-12 + device.static_power_w * latency_s
     return Cost(latency_s=latency_s, energy_j=energy_j, offchip_bytes=float(work.total_bytes))

@@ -1,10 +1,17 @@
-"""Schema of a CPU device: cores x clock x SIMD rate per width, energies and launch overhead."""
+"""Schema of a CPU device: cores x clock x SIMD rate per width, energies and launch overhead.
+
+Two energy models, one per device:
+- per op: `energy_pj_per_op` x ops + `static_power_w` x time (a core whose power follows its work);
+- package power: `busy_power_w` x time (a desktop package that draws about its power limit whenever
+  its cores run a kernel, stalled on memory or not: cores keep clocking, speculating and polling).
+`uncore_power_w` prices the package while its cores wait on another device it drives (a PUD host).
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pimc.targets.device import DeviceBase, PerWidth
 
@@ -18,10 +25,24 @@ class CpuDevice(DeviceBase):
     simd_ops_per_cycle_per_core: PerWidth = Field(
         description="peak arithmetic ops per cycle per core (an FMA counts as 2)"
     )
-    energy_pj_per_op: PerWidth = Field(
-        description="dynamic energy per arithmetic op incl. amortised instruction overhead, pJ"
+    energy_pj_per_op: PerWidth | None = Field(
+        default=None,
+        description="dynamic energy per arithmetic op incl. amortised instruction overhead, pJ "
+        "(the per-op model; give it with static_power_w, or give busy_power_w instead)",
     )
-    static_power_w: float = Field(ge=0, description="power drawn while busy regardless of work, W")
+    static_power_w: float | None = Field(
+        default=None, ge=0, description="power drawn while busy regardless of work, W (the per-op model)"
+    )
+    busy_power_w: float | None = Field(
+        default=None, gt=0,
+        description="package power while its cores run a kernel, memory-bound or not, W; replaces "
+        "energy_pj_per_op and static_power_w (memory energy is still charged per byte)",
+    )
+    uncore_power_w: float | None = Field(
+        default=None, ge=0,
+        description="package power while every core waits and the uncore (LLC, ring, memory controller) "
+        "works, e.g. while a PUD device this CPU hosts computes, W; unset: not charged",
+    )
     op_overhead_s: float = Field(ge=0, description="fixed dispatch/launch time per kernel, s")
     bandwidth_efficiency: float = Field(
         default=1.0, gt=0, le=1,
@@ -39,6 +60,17 @@ class CpuDevice(DeviceBase):
         if v.fp32 <= 0 or v.int8 <= 0:
             raise ValueError(f"must be greater than 0 (got fp32={v.fp32}, int8={v.int8})")
         return v
+
+    @model_validator(mode="after")
+    def _one_energy_model(self) -> CpuDevice:
+        per_op = (self.energy_pj_per_op is not None, self.static_power_w is not None)
+        if self.busy_power_w is None and not all(per_op):
+            raise ValueError("give busy_power_w, or both energy_pj_per_op and static_power_w")
+        if self.busy_power_w is not None and any(per_op):
+            raise ValueError("busy_power_w replaces energy_pj_per_op and static_power_w: give one model")
+        if self.uncore_power_w is not None and self.busy_power_w is not None and self.uncore_power_w > self.busy_power_w:
+            raise ValueError(f"uncore_power_w ({self.uncore_power_w}) exceeds busy_power_w ({self.busy_power_w})")
+        return self
 
     def peak_ops_per_s(self, compute_bits: int) -> float:
         """Peak arithmetic rate of all cores for operands of `compute_bits` bits, ops/s."""

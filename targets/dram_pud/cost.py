@@ -11,6 +11,8 @@
                 zero-point terms and applies the scales                (host CPU cost model)
     energy    = (2 ACT per row op + 1 per row read) x chips x VDD x (IDD0 tRC - IDD3N tRAS - IDD2N tRP)
                 + commands x command_energy + host energy (encode, aggregate)
+                + host uncore_power_w x in-DRAM time (the host's cores wait while its memory
+                  controller issues the commands; unset on the host: not charged)
     offchip   = bytes the host moves (activation in, result rows, scales, output); row operations
                 move none.
 
@@ -77,6 +79,12 @@ def host_of(target: Target, device: PudDevice) -> DeviceBase:
             f"of the target (cpu devices: {cpus})"
         )
     return host
+
+
+def host_wait_power_w(host: DeviceBase) -> float:
+    """What the host package draws while the modules compute: its uncore (the memory controller
+    issues the commands, the cores wait), when the host gives `uncore_power_w`; else nothing."""
+    return getattr(host, "uncore_power_w", None) or 0.0
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,7 @@ def breakdown(target: Target, device: PudDevice, work: Work, counts: GemvCounts 
     aggregate = host_cost(host, host_memory, agg_work)
     acts = counts.ops * ACTS_PER_OP + counts.rows_read
     dram_energy = acts * device.act_energy_j + counts.commands * device.command_energy_pj * 1e-12
+    dram_energy += host_wait_power_w(host) * time.seconds
     dram = Cost(rows * time.seconds, rows * dram_energy, 0.0)
     return PudBreakdown(geo, counts, time, encode, dram, aggregate)
 
