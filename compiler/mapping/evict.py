@@ -60,8 +60,6 @@ class _Memory:
             if lowest:
                 return off
             free = self.free_from(off, size)
-            if free <= when:
-                return off
             if best is None or free < best[0]:
                 best = (free, off)
         return None if best is None else best[1]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pimc.errors import ScheduleError
 from pimc.mapping.blocks import Blocks, find_blocks
 from pimc.mapping.bounds import lower_bound
+from pimc.mapping.checker import schedule_violations
 from pimc.mapping.evict import sequence_schedule
 from pimc.mapping.list_scheduler import heft_placement
 from pimc.mapping.objective import Objective
@@ -169,8 +170,10 @@ def _placement(s: Schedule) -> list[tuple[str, str]]:
 
 
 def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, options: MapOptions) -> tuple[Schedule, str]:
-    """Solve block 0 (with its boundary tensors where the heuristic put them), give every block
-    the same devices and order, and replay the whole function with Belady eviction."""
+    """Solve block 0 (with its boundary tensors where the heuristic put them) and build the whole
+    function two ways, keeping the better: stitched (every block a copy of block 0's schedule,
+    shifted as early as inputs and resources allow) and replayed (block 0's devices and order for
+    every block, replayed op by op with Belady eviction)."""
     names = blocks.ops(problem, 0)
     sub = block_problem(problem, names, heur)
     warm = [(o, d) for o, d in _placement(heur) if o in set(names)]
@@ -185,12 +188,56 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
         ops_k = blocks.ops(problem, k)
         placement += [(ops_k[local[o]], block.slots[o].device) for o in order]
     placement += suffix
-    s = sequence_schedule(problem, placement, "belady", solver="cpsat-blocks")
+    replayed = sequence_schedule(problem, placement, "belady", solver="cpsat-blocks")
     gap = "n/a" if block.gap is None else f"{block.gap:.3g}"
-    note = (f"{blocks.count} identical blocks of {blocks.length} ops (ops {blocks.start}..{blocks.end - 1}); "
-            f"block 0 by CP-SAT ({block.status}, gap {gap}), replicated and replayed as early as possible "
-            f"with Belady eviction; {len(prefix)} ops before and {len(suffix)} after the blocks as {heur.solver} placed them")
-    return s, note
+    head = (f"{blocks.count} identical blocks of {blocks.length} ops (ops {blocks.start}..{blocks.end - 1}); "
+            f"block 0 by CP-SAT ({block.status}, gap {gap}); ")
+    tail = f"; {len(prefix)} ops before and {len(suffix)} after the blocks by {heur.solver}"
+    try:
+        stitched = _stitch(problem, blocks, heur, sub, block, options.objective)
+        wrong = schedule_violations(problem, stitched)
+        if wrong:
+            raise ScheduleError(f"the checker rejects the stitched schedule: {wrong[0]}")
+    except ScheduleError as e:
+        return replayed, (head + f"replicated and replayed as early as possible with Belady eviction "
+                          f"(not stitched: {e})" + tail)
+    both = (f"stitched {stitched.makespan_s:.6g} s, replayed {replayed.makespan_s:.6g} s")
+    obj = options.objective
+    norm = obj.normalizers(problem, heur)
+    if obj.value(problem, stitched, norm) < obj.value(problem, replayed, norm) * (1 - 1e-9):  # ties: replayed
+        return stitched, (head + f"every block a copy of its schedule, each placed at the earliest offset its "
+                          f"inputs, devices, links and scratchpad addresses allow ({both})" + tail)
+    return replayed, (head + f"replicated and replayed as early as possible with Belady eviction ({both})" + tail)
+
+
+def _stitch(problem: MappingProblem, blocks: Blocks, heur: Schedule, sub: MappingProblem, block: Schedule,
+            objective: Objective) -> Schedule:
+    """Prefix, the blocks and suffix as pieces, each shifted as early as possible (stitch.py);
+    prefix and suffix are solved as their own sub-problems by the heuristic."""
+    from pimc.mapping.stitch import Piece, Stitcher, replica_names
+
+    stitcher = Stitcher(problem)
+    before = [op.name for op in problem.ops[:blocks.start]]
+    after = [op.name for op in problem.ops[blocks.end:]]
+    if before:
+        stitcher.add(_heuristic_piece(problem, before, heur, objective))
+    names0 = blocks.ops(problem, 0)
+    for k in range(blocks.count):
+        ops, tensors = replica_names(problem, names0, blocks.ops(problem, k))
+        stitcher.add(Piece(sub, block, ops, tensors))
+    if after:
+        stitcher.add(_heuristic_piece(problem, after, heur, objective))
+    return stitcher.schedule("cpsat-stitched")
+
+
+def _heuristic_piece(problem: MappingProblem, names: list[str], heur: Schedule, objective: Objective):
+    from pimc.mapping.stitch import Piece
+
+    sub = block_problem(problem, names, heur)
+    s, why = _heuristic(sub, objective)
+    if s is None:
+        raise ScheduleError(why)
+    return Piece(sub, s, {n: n for n in names}, {t: t for t in sub.tensors})
 
 
 def block_problem(problem: MappingProblem, names: list[str], heur: Schedule) -> MappingProblem:
@@ -206,7 +253,8 @@ def block_problem(problem: MappingProblem, names: list[str], heur: Schedule) -> 
         if prod is not None and prod not in inside:
             kind = "state" if tensor.kind == "state" else "input"
             tensors[t] = Tensor(t, tensor.size_bytes, kind)
-            home[t] = problem.memory_of[heur.slots[prod].device]
+            made = problem.memory_of[heur.slots[prod].device]
+            home[t] = problem.spill_to.get(made, made)  # a scratchpad's outputs are written back
         elif prod is not None and tensor.kind == "activation" and any(c not in inside for c in problem.consumers[t]):
             tensors[t] = Tensor(t, tensor.size_bytes, "output")
         else:

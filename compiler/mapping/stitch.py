@@ -1,0 +1,315 @@
+"""Stitch solved pieces of a function (ops before the blocks, each identical block, ops after)
+into one schedule, each piece shifted as early as its inputs and the machine allow.
+
+A piece is a schedule of a sub-problem (mapper.block_problem). Replica k of a block is block 0's
+schedule with op and tensor names mapped position by position. Each piece keeps its own timing,
+devices, transfers and scratchpad addresses, and is placed at the smallest offset where
+
+- every tensor it takes from an earlier piece is ready in the memory the piece reads it from
+  (its producer ended there, or a transfer, e.g. the write-back of a scratchpad output, arrived), and
+- every device, directed link and scratchpad address range it uses is free: its intervals do not
+  overlap the intervals already placed on the same resource.
+
+So the next block's weight loads run while the current block still computes, as far as links and
+scratchpad space allow. Memories without a backing (DRAM, device memories) get addresses after
+stitching, as in the list replay; a tensor passed between pieces through such a memory is one
+residency from its producer to its last reader. A piece that would need a boundary tensor where the
+previous piece did not leave it raises ScheduleError (the mapper then replays instead).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+from pimc.errors import ScheduleError
+from pimc.mapping.list_scheduler import _assign_offsets
+from pimc.mapping.problem import MappingProblem
+from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
+
+_EPS = 1e-12  # relative: two intervals that only touch do not overlap
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A schedule of `sub` with its op and tensor names mapped to the full problem's."""
+
+    sub: MappingProblem
+    schedule: Schedule
+    ops: dict[str, str]
+    tensors: dict[str, str]
+
+
+def replica_names(problem: MappingProblem, block0: list[str], block_k: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Op and tensor renaming from block 0 to block k (ops aligned by position)."""
+    ops = dict(zip(block0, block_k))
+    tensors: dict[str, str] = {}
+    for a, b in ops.items():
+        oa, ob = problem.op_by_name[a], problem.op_by_name[b]
+        for x, y in zip((*oa.inputs, *oa.outputs), (*ob.inputs, *ob.outputs)):
+            if tensors.setdefault(x, y) != y:
+                raise ScheduleError(f"stitch: block tensor {x!r} maps to both {tensors[x]!r} and {y!r}")
+    return ops, tensors
+
+
+class _Busy:
+    """Intervals placed on one resource, sorted by end, each with an address range (or the whole)."""
+
+    def __init__(self):
+        self.ends: list[float] = []
+        self.items: list[tuple[float, float, int, int]] = []  # end, start, lo, hi
+
+    def add(self, start: float, end: float, lo: int = 0, hi: int = 1) -> None:
+        i = bisect.bisect_left(self.ends, end)
+        self.ends.insert(i, end)
+        self.items.insert(i, (end, start, lo, hi))
+
+    def _live(self, start: float, end: float):
+        tol = _EPS * max(1.0, abs(start), abs(end) if end != math.inf else 1.0)
+        for e, s, a, b in self.items[bisect.bisect_right(self.ends, start + tol):]:
+            if s < end - tol:
+                yield e, a, b
+
+    def overlapping(self, start: float, end: float) -> list[tuple[int, int]]:
+        """Address ranges of placed intervals overlapping [start, end) in time."""
+        return [(a, b) for _, a, b in self._live(start, end)]
+
+    def ends_overlapping(self, start: float, end: float) -> list[float]:
+        return [e for e, _, _ in self._live(start, end)]
+
+    def conflict_end(self, start: float, end: float, lo: int = 0, hi: int = 1) -> float | None:
+        """The latest end among placed intervals overlapping [start, end) x [lo, hi), or None."""
+        worst = None
+        for e, a, b in self._live(start, end):
+            if a < hi and lo < b:
+                worst = e if worst is None else max(worst, e)
+        return worst
+
+
+def _fit(ranges: list[tuple[int, int]], size: int, capacity: int, prefer: int) -> int | None:
+    """`prefer` if [prefer, prefer + size) is clear of `ranges`, else the lowest clear offset."""
+    if prefer + size <= capacity and not any(lo < prefer + size and prefer < hi for lo, hi in ranges):
+        return prefer
+    off = 0
+    for lo, hi in ranges:
+        if off + size <= lo:
+            break
+        off = max(off, hi)
+    return off if off + size <= capacity else None
+
+
+class Stitcher:
+    def __init__(self, problem: MappingProblem):
+        self.p = problem
+        self.busy: dict[tuple, _Busy] = {}
+        self.ready: dict[tuple[str, str], float] = {}  # (tensor, memory) -> data there from
+        self.slots: dict[str, OpSlot] = {}
+        self.transfers: list[Transfer] = []
+        self.residency: list[Residency | None] = []
+        self.open: dict[tuple[str, str], int] = {}  # (tensor, unbacked memory) -> residency index
+        self.device: dict[str, str] = {}  # op -> device, of every piece placed or being placed
+        self.last: dict[tuple[str, str], int] = {}  # (tensor, memory) -> its latest residency index
+        self.initial_mem: dict[str, str] = {}  # tensor present at time 0 -> the memory it starts in
+
+    def add(self, piece: Piece) -> float:
+        """Place `piece` at its earliest offset (devices and links exactly; scratchpad residencies
+        keep their address when it is free, else take the lowest free one); returns the offset."""
+        self.device.update({piece.ops[x.op]: x.device for x in piece.schedule.slots.values()})
+        timed = list(self._timed(piece))
+        held = list(self._held(piece))
+        delta = self._dependency_offset(piece)
+        while True:
+            delta = self._bump(timed, delta)
+            offsets, later = self._addresses(held, delta)
+            if offsets is not None:
+                break
+            delta = later
+        for key, a, b in timed:
+            self.busy.setdefault(key, _Busy()).add(a + delta, b + delta)
+        for (i, m, a, b, size), off in zip(held, offsets):
+            self.busy.setdefault(("memory", m), _Busy()).add(a + delta, b + delta, off, off + size)
+        self._emit(piece, delta, {i: off for (i, *_), off in zip(held, offsets)})
+        return delta
+
+    def _bump(self, timed, delta: float) -> float:
+        """The smallest offset >= delta where no device or link interval overlaps a placed one:
+        every offset skipped overlaps the interval it was bumped past."""
+        moved = True
+        while moved:
+            moved = False
+            for key, a, b in timed:
+                busy = self.busy.get(key)
+                end = None if busy is None else busy.conflict_end(a + delta, b + delta)
+                if end is not None:
+                    delta, moved = max(delta, end - a), True
+        return delta
+
+    def _addresses(self, held, delta: float):
+        """Addresses for the piece's scratchpad residencies at `delta` (first the one it was solved
+        with, else first fit), or (None, the next offset worth trying)."""
+        offsets: list[int] = []
+        mine: dict[str, list[tuple[float, float, int, int]]] = {}
+        for i, m, a, b, size in held:
+            start, end = a + delta, b + delta
+            busy = self.busy.get(("memory", m))
+            ranges = [] if busy is None else busy.overlapping(start, end)
+            ranges += [(lo, hi) for s0, e0, lo, hi in mine.get(m, ()) if s0 < end and start < e0]
+            off = _fit(sorted(ranges), size, self.p.capacity_bytes[m], self.solved_offset[i])
+            if off is None:
+                ends = [e for e in busy.ends_overlapping(start, end)] if busy is not None else []
+                later = min((e - a for e in ends if e - a > delta), default=None)
+                if later is None:
+                    raise ScheduleError(f"stitch: scratchpad {m!r} cannot hold the piece's tensors")
+                return None, later
+            offsets.append(off)
+            mine.setdefault(m, []).append((start, end, off, off + size))
+        return offsets, delta
+
+    # -- what a piece uses -----------------------------------------------------------------------
+    def _timed(self, piece: Piece):
+        s = piece.schedule
+        for x in s.ops_in_order():
+            yield ("device", x.device), x.start_s, x.end_s
+        for t in s.transfers:
+            yield ("link", t.src_memory, t.dst_memory), t.start_s, t.end_s
+
+    def _held(self, piece: Piece):
+        """(index, scratchpad, start, end, size) of the piece's scratchpad residencies (end inf for
+        tensors kept to the end of the function), largest first among equal starts."""
+        p, s = self.p, piece.schedule
+        self.solved_offset = {}
+        out = []
+        for i, r in enumerate(s.residency):
+            if r.memory not in p.spill_to or r.offset_bytes is None:
+                continue
+            name = piece.tensors[r.tensor]
+            kept = self._kept_to_end(name, r.memory) or (
+                p.tensors[name].kind in ("weight", "state") and p.is_initial(name) and r.start_s <= 0.0
+                and r.memory == piece.sub.home.get(r.tensor, r.memory))
+            end = math.inf if kept else r.end_s
+            self.solved_offset[i] = r.offset_bytes
+            out.append((i, r.memory, r.start_s, end, p.tensors[name].size_bytes))
+        return sorted(out, key=lambda h: (h[2], -h[4], h[0]))
+
+    def _kept_to_end(self, t: str, m: str) -> bool:
+        kind = self.p.tensors[t].kind
+        return kind == "output" or (kind in ("weight", "state") and self._home(t) == m)
+
+    def _home(self, t: str) -> str | None:
+        p = self.p
+        prod = p.producer.get(t)
+        if prod is not None:
+            return p.memory_of[self.device[prod]] if prod in self.device else None
+        return p.home.get(t, self.initial_mem.get(t))
+
+    def _boundary_inputs(self, piece: Piece):
+        """(full name, home memory, first local use there) of tensors earlier pieces produce."""
+        sub, s = piece.sub, piece.schedule
+        for t, tensor in sub.tensors.items():
+            name = piece.tensors[t]
+            if t in sub.producer or name not in self.p.producer:
+                continue
+            home = sub.home.get(t)
+            uses = [x.start_s for x in s.slots.values() if sub.memory_of[x.device] == home
+                    and t in sub.op_by_name[x.op].inputs]
+            uses += [tr.start_s for tr in s.transfers if tr.tensor == t and tr.src_memory == home]
+            if uses:
+                yield name, home, min(uses)
+
+    def _dependency_offset(self, piece: Piece) -> float:
+        delta = 0.0
+        for name, home, first in self._boundary_inputs(piece):
+            if (name, home) not in self.ready:
+                self._copy_to(name, home)
+            delta = max(delta, self.ready[(name, home)] - first)
+        return delta
+
+    def _copy_to(self, name: str, dst: str) -> None:
+        """Copy a boundary tensor from where an earlier piece left it to where the next piece reads
+        it (e.g. a scratchpad output to DRAM), on the first free slot of the link while it is there."""
+        p = self.p
+        for src in sorted(m for (t, m) in self.ready if t == name):
+            link = p.links.get((src, dst))
+            i = self.last.get((name, src))
+            if link is None or i is None:
+                continue
+            res = self.residency[i]
+            start, length = self.ready[(name, src)], link.time_s(p.tensors[name].size_bytes)
+            busy = self.busy.setdefault(("link", src, dst), _Busy())
+            while (end := busy.conflict_end(start, start + length)) is not None:
+                start = end
+            if start + length > res.end_s * (1 + _EPS):  # keep the source copy until the copy is done
+                if res.offset_bytes is not None and src in p.spill_to:
+                    lo, hi = res.offset_bytes, res.offset_bytes + p.tensors[name].size_bytes
+                    held = self.busy.setdefault(("memory", src), _Busy())
+                    if held.conflict_end(res.end_s, start + length, lo, hi) is not None:
+                        continue
+                    held.add(res.end_s, start + length, lo, hi)
+                self.residency[i] = Residency(name, src, res.start_s, start + length, res.offset_bytes, res.size_bytes)
+            busy.add(start, start + length)
+            self.transfers.append(Transfer(name, src, dst, start, start + length, p.tensors[name].size_bytes))
+            self._arrive(name, dst, start + length)
+            self.open[(name, dst)] = len(self.residency)
+            self.residency.append(Residency(name, dst, start, start + length, None, p.tensors[name].size_bytes))
+            return
+        raise ScheduleError(f"stitch: tensor {name!r} is read from {dst!r} but the piece that produces it "
+                            f"does not leave it there, nor where a link could bring it from")
+
+    # -- emitting --------------------------------------------------------------------------------
+    def _emit(self, piece: Piece, delta: float, offsets: dict[int, int]) -> None:
+        p, s, sub = self.p, piece.schedule, piece.sub
+        for x in s.slots.values():
+            op = piece.ops[x.op]
+            self.slots[op] = OpSlot(op, x.device, x.start_s + delta, x.end_s + delta)
+            for t in p.op_by_name[op].outputs:
+                self._arrive(t, p.memory_of[x.device], x.end_s + delta)
+        for t in s.transfers:
+            name = piece.tensors[t.tensor]
+            self.transfers.append(Transfer(name, t.src_memory, t.dst_memory, t.start_s + delta, t.end_s + delta, t.bytes))
+            self._arrive(name, t.dst_memory, t.end_s + delta)
+        boundary = {(name, home) for name, home, _ in self._boundary_inputs(piece)}
+        for i, r in enumerate(s.residency):
+            name = piece.tensors[r.tensor]
+            start, end = r.start_s + delta, r.end_s + delta
+            key = (name, r.memory)
+            initial_home = (p.is_initial(name) and sub.is_initial(r.tensor) and r.start_s <= 0.0
+                            and r.memory == sub.home.get(r.tensor, r.memory))
+            if key in boundary or initial_home:
+                if r.memory in p.spill_to:
+                    raise ScheduleError(f"stitch: tensor {name!r} would have to stay in scratchpad {r.memory!r} "
+                                        f"across pieces")
+                if initial_home and self.initial_mem.setdefault(name, r.memory) != r.memory:
+                    raise ScheduleError(f"stitch: pieces start {name!r} in both {self.initial_mem[name]!r} "
+                                        f"and {r.memory!r}")
+                if key in self.open:  # one residency from its origin to its last use
+                    i = self.open[key]
+                    old = self.residency[i]
+                    self.residency[i] = Residency(name, r.memory, old.start_s, max(old.end_s, end), None, old.size_bytes)
+                    continue
+                if key in boundary:
+                    raise ScheduleError(f"stitch: tensor {name!r} has no residency in {r.memory!r} to extend")
+                start = 0.0  # present from the start of the function
+            if r.memory not in p.spill_to:
+                self.open[key] = len(self.residency)
+            self.last[key] = len(self.residency)
+            offset = offsets.get(i, r.offset_bytes) if r.memory in p.spill_to else None
+            self.residency.append(Residency(name, r.memory, start, end, offset, r.size_bytes))
+
+    def _arrive(self, t: str, m: str, when: float) -> None:
+        key = (t, m)
+        self.ready[key] = min(self.ready.get(key, math.inf), when)
+
+    def schedule(self, solver: str, note: str = "") -> Schedule:
+        p = self.p
+        end = max([x.end_s for x in self.slots.values()] + [t.end_s for t in self.transfers], default=0.0)
+        out = []
+        for r in self.residency:
+            if self._kept_to_end(r.tensor, r.memory):
+                r = Residency(r.tensor, r.memory, r.start_s, end, r.offset_bytes, r.size_bytes)
+            out.append(Residency(r.tensor, r.memory, r.start_s, r.end_s, -1 if r.offset_bytes is None else r.offset_bytes,
+                                 r.size_bytes))
+        out = _assign_offsets(p, out)
+        self.transfers.sort(key=lambda t: (t.start_s, t.src_memory, t.dst_memory, t.tensor))
+        return Schedule(slots=dict(sorted(self.slots.items(), key=lambda kv: p.op_index[kv[0]])), residency=tuple(out), transfers=tuple(self.transfers),
+                        solver=solver, status="heuristic", objective=end, bound=None, gap=None, note=note)
