@@ -154,7 +154,7 @@ class Program:
         run = {
             "prompt_tokens": len(prompt),
             "generated_tokens": len(generation.tokens),
-            "latency_s": max((e.end_s for e in events), default=0.0),
+            "latency_s": max([e.end_s for e in events] + [t.end_s for t in transfers], default=0.0),
             "energy_j": sum(e.energy_j for e in events) + sum(t.energy_j for t in transfers),
             "offchip_bytes": sum(e.offchip_bytes for e in events),
         }

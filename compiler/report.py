@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pimc.timeline import Event, span_s
+from pimc.timeline import Event
 from pimc.transfers import TransferEvent
 
 SCHEMA = "pimc.report/1"
@@ -25,10 +25,14 @@ class PhaseStats:
 
     @classmethod
     def of(cls, events: list[Event], transfers: Iterable[TransferEvent] = ()) -> PhaseStats:
-        """Latency: the span of the ops; energy: the ops' and the links' (each transfer's bytes
-        times its link's energy per byte); off-chip bytes: what the ops' cost models count."""
+        """Latency: the span of the ops and the transfers (a scratchpad's first loads come before
+        its first op); energy: the ops' and the links' (each transfer's bytes times its link's
+        energy per byte); off-chip bytes: what the ops' cost models count."""
+        transfers = list(transfers)
+        starts = [e.start_s for e in events] + [t.start_s for t in transfers]
+        ends = [e.end_s for e in events] + [t.end_s for t in transfers]
         energy = sum(e.energy_j for e in events) + sum(t.energy_j for t in transfers)
-        return cls(span_s(events), energy, sum(e.offchip_bytes for e in events))
+        return cls(max(ends, default=0.0) - min(starts, default=0.0), energy, sum(e.offchip_bytes for e in events))
 
 
 def device_usage(events: Iterable[Event], kinds: dict[str, str]) -> dict[str, dict[str, Any]]:

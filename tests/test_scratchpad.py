@@ -17,7 +17,7 @@ import pimc
 from pimc.mapping.from_ir import scratchpads
 from pimc.mapping.schedule import Schedule
 from pimc.targets import load_target
-from pimc.transfers import transfer_roles
+from pimc.transfers import transfer_events, transfer_roles
 
 TARGET = Path(__file__).parent / "fixtures" / "targets" / "cpu-scratchpad.toml"
 SEQ, CONTEXT, TOKENS = 56, 64, 3  # a run: prefill + 2 decode steps
@@ -106,3 +106,16 @@ def test_memory_plot_counts_each_role(program, run, tmp_path):
     assert "capacity" in labels
     paths = program.plots(tmp_path, run)
     assert {p.name for p in paths} == {"gantt.png", "memory.png", "energy.png", "roofline-cpu.png"}
+
+
+def test_latency_counts_the_loads_before_the_first_op(program, run):
+    """The prefill's first op waits for the embedding table to arrive: TTFT is the whole schedule."""
+    report = program.report().data
+    for phase in ("prefill", "decode"):
+        schedule = program.schedules[phase]
+        first_op = min(s["start_s"] for s in schedule["slots"])
+        assert first_op > 0  # a load ran before it
+        assert report[phase]["latency_s"] == pytest.approx(schedule["makespan_s"], rel=1e-12)
+    assert report["ttft_s"] == report["prefill"]["latency_s"]
+    last = max([e.end_s for e in run.events] + [t.end_s for t in transfer_events(run.events, program._schedules(), program.target)])
+    assert run.report.data["run"]["latency_s"] == pytest.approx(last)
