@@ -1,7 +1,9 @@
 """Map one function: choose the solver, warm-start CP-SAT, scale by blocks, fall back loudly.
 
 - `heft` (HEFT list order + Belady eviction), `topo-lru` (topological order + LRU eviction) and
-  `single:DEVICE` are the baselines; the best of the first two is CP-SAT's warm start and fallback.
+  `single:DEVICE` are the baselines; the best of the first two (and, for `offchip` on one device
+  with a scratchpad, the least-bytes plan of traffic_bound/traffic_plan) is CP-SAT's warm start
+  and fallback.
 - `cpsat` (default): when the heuristic already meets a proven lower bound it is optimal and kept
   (status OPTIMAL); small functions are solved whole; large ones made of identical blocks (decoder
   layers) solve one block with CP-SAT, replicate its devices and order to every block, and replay
@@ -25,6 +27,7 @@ from pimc.mapping.objective import Objective
 from pimc.mapping.problem import MappingProblem, Tensor
 from pimc.mapping.schedule import Schedule
 from pimc.mapping.traffic_bound import scratchpad_plan
+from pimc.mapping.traffic_plan import plan_schedule
 
 SOLVERS = ("cpsat", "heft", "topo-lru")
 """Plus `single:DEVICE` (every op on one device)."""
@@ -73,7 +76,8 @@ def _finish(problem: MappingProblem, s: Schedule, objective: Objective, note: st
 
 def _heuristic(problem: MappingProblem, objective: Objective) -> tuple[Schedule | None, str]:
     """The best of HEFT+Belady, topological+LRU and, for off-chip bytes on one device with a
-    scratchpad, the order of traffic_bound's least-bytes plan + Belady (None if all fail)."""
+    scratchpad, traffic_bound's least-bytes plan (traffic_plan, optimal when its tensors get
+    addresses; else its order + Belady). None if all fail."""
     found, errors = [], []
     for name in ("heft", "topo-lru"):
         try:
@@ -81,10 +85,11 @@ def _heuristic(problem: MappingProblem, objective: Objective) -> tuple[Schedule 
         except ScheduleError as e:
             errors.append(f"{name}: {e}")
     plan = scratchpad_plan(problem) if objective.kind == "offchip" else None
-    if plan is not None:  # one device on a scratchpad: the order of the least traffic in bytes
+    if plan is not None:  # one device on a scratchpad: the least-bytes plan, with addresses if they fit
+        exact = plan_schedule(problem)
         try:
-            found.append(sequence_schedule(problem, [(o, problem.devices[0]) for o in plan[1]], "belady",
-                                           solver="bytes-order+belady"))
+            found.append(exact or sequence_schedule(problem, [(o, problem.devices[0]) for o in plan[1]], "belady",
+                                                    solver="bytes-order+belady"))
         except ScheduleError as e:
             errors.append(f"bytes-order: {e}")
     if not found:

@@ -30,6 +30,20 @@ def scratchpad_traffic(problem: MappingProblem, max_states: int = MAX_STATES) ->
 
 def scratchpad_plan(problem: MappingProblem, max_states: int = MAX_STATES) -> tuple[int, list[str]] | None:
     """scratchpad_traffic and an op order that attains it (in bytes; addresses may add more)."""
+    found = scratchpad_actions(problem, max_states)
+    return None if found is None else (found[0], [name for kind, name in found[1] if kind == "run"])
+
+
+def scratchpad_actions(problem: MappingProblem, max_states: int = MAX_STATES) -> tuple[int, list[tuple[str, str]]] | None:
+    """scratchpad_traffic and the steps attaining it: ("evict", tensor) and ("run", op), in order.
+    Kept on the (immutable) problem: the bound, the warm start and the plan schedule share it."""
+    memo = problem.__dict__.setdefault("_scratchpad_actions", {})
+    if max_states not in memo:
+        memo[max_states] = _search(problem, max_states)
+    return memo[max_states]
+
+
+def _search(problem: MappingProblem, max_states: int) -> tuple[int, list[tuple[str, str]]] | None:
     p = problem
     if len(p.devices) != 1:
         return None
@@ -67,7 +81,7 @@ def scratchpad_plan(problem: MappingProblem, max_states: int = MAX_STATES) -> tu
 
     start = (0, 0, 0)
     best = {start: 0}
-    parent: dict[tuple, tuple] = {}  # state -> (previous state, op run to reach it or None)
+    parent: dict[tuple, tuple] = {}  # state -> (previous state, the step that reached it)
     heap = [(0, start)]
     seen = 0
     while heap:
@@ -76,12 +90,11 @@ def scratchpad_plan(problem: MappingProblem, max_states: int = MAX_STATES) -> tu
             continue
         done, resident, saved = state
         if done == full:
-            order = []
+            steps = []
             while state != start:
-                state, op = parent[state]
-                if op is not None:
-                    order.append(op)
-            return cost, order[::-1]
+                state, step = parent[state]
+                steps.append(step)
+            return cost, steps[::-1]
         seen += 1
         if seen > max_states:
             return None
@@ -89,7 +102,8 @@ def scratchpad_plan(problem: MappingProblem, max_states: int = MAX_STATES) -> tu
         for i in members(resident):  # evict one tensor (every resident one is still needed)
             b = 1 << i
             spill = not b & (initial | saved)
-            moves.append((cost + (size[i] if spill else 0), (done, resident & ~b, saved | b if spill else saved), None))
+            moves.append((cost + (size[i] if spill else 0), (done, resident & ~b, saved | b if spill else saved),
+                          ("evict", names[i])))
         for k in range(len(p.ops)):  # run a ready op
             if done & op_bit[p.ops[k].name] or pred[k] & ~done:
                 continue
@@ -102,11 +116,12 @@ def scratchpad_plan(problem: MappingProblem, max_states: int = MAX_STATES) -> tu
             step = nbytes(missing) + nbytes(outs[k] & outputs)  # loads, output writebacks
             after = done | op_bit[p.ops[k].name]
             alive = sum(1 << i for i in range(len(names)) if readers[i] & ~after)  # still to be read
-            moves.append((cost + step, (after, live & alive, (saved | (outs[k] & outputs)) & alive), p.ops[k].name))
-        for c, s, op in moves:
+            moves.append((cost + step, (after, live & alive, (saved | (outs[k] & outputs)) & alive),
+                          ("run", p.ops[k].name)))
+        for c, s, step in moves:
             if c < best.get(s, 1 << 62):
                 best[s] = c
-                parent[s] = (state, op)
+                parent[s] = (state, step)
                 heapq.heappush(heap, (c, s))
     return None
 

@@ -1,0 +1,113 @@
+"""A schedule that attains the byte-level traffic bound, when its tensors can be given addresses.
+
+traffic_bound's least-bytes plan (evictions and ops in order) is played out one step at a time
+(each transfer and op after the previous one), and the scratchpad's residencies then get addresses
+offline, each at the lowest address free during its whole lifetime (largest, earliest or
+longest-lived first: the first order that fits). If they fit,
+the schedule moves exactly the bound's bytes, so it is optimal for off-chip traffic; if not
+(fragmentation), there is no schedule here and the other heuristics and CP-SAT carry on.
+"""
+
+from __future__ import annotations
+
+from pimc.mapping.list_scheduler import _assign_offsets
+from pimc.mapping.problem import MappingProblem
+from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
+from pimc.mapping.traffic_bound import MAX_STATES, scratchpad_actions
+
+
+def plan_schedule(problem: MappingProblem, max_states: int = MAX_STATES) -> Schedule | None:
+    p = problem
+    found = scratchpad_actions(p, max_states)
+    if found is None:
+        return None
+    device = p.devices[0]
+    spm = p.memory_of[device]
+    dram = p.spill_to[spm]
+    size = {t: v.size_bytes for t, v in p.tensors.items()}
+    clock = 0.0
+    slots, transfers, closed = {}, [], []
+    here: dict[str, float] = {}  # tensor -> since when it is in the scratchpad
+    backed: dict[str, float] = {}  # produced tensor -> since when it has a copy in DRAM
+    done: set[str] = set()
+
+    def move(t: str, src: str, dst: str) -> float:
+        nonlocal clock
+        start = clock
+        clock += p.links[(src, dst)].time_s(size[t])
+        transfers.append(Transfer(t, src, dst, start, clock, size[t]))
+        return start
+
+    def needed(t: str) -> bool:
+        return any(c not in done for c in p.consumers[t])
+
+    for kind, name in found[1]:
+        if kind == "evict":
+            if not p.is_initial(name) and name not in backed:
+                backed[name] = move(name, spm, dram)
+            closed.append((name, spm, here.pop(name), clock))
+            continue
+        op = p.op_by_name[name]
+        for t in dict.fromkeys(op.inputs):
+            if t not in here:
+                here[t] = move(t, dram, spm)
+        start = clock
+        clock += p.costs[(name, device)].latency_s
+        slots[name] = OpSlot(name, device, start, clock)
+        done.add(name)
+        for t in op.outputs:
+            here[t] = start
+            if p.tensors[t].kind == "output":
+                backed[t] = move(t, spm, dram)
+        for t in sorted({*op.inputs, *op.outputs}):
+            if t in here and not needed(t):
+                closed.append((t, spm, here.pop(t), clock))
+    for t in sorted(here):
+        closed.append((t, spm, here.pop(t), clock))
+    placed = _offline_offsets(closed, size, p.capacity_bytes[spm])
+    if placed is None:
+        return None
+    residency = [Residency(t, spm, a, b, off, size[t]) for (t, _, a, b), off in placed]
+    for t in sorted(p.tensors):
+        if p.uses[t] and p.is_initial(t):
+            residency.append(Residency(t, dram, 0.0, clock, -1, size[t]))
+        elif t in backed:
+            residency.append(Residency(t, dram, backed[t], clock, -1, size[t]))
+    residency = _assign_offsets(p, residency)
+    return Schedule(slots=slots, residency=tuple(residency), transfers=tuple(transfers), solver="bytes-plan",
+                    status="heuristic", objective=clock, bound=None, gap=None)
+
+
+ORDERS = (
+    lambda life, n: (-n, life[2], life[0]),  # largest first
+    lambda life, n: (life[2], -n, life[0]),  # earliest first
+    lambda life, n: (-(life[3] - life[2]), -n, life[0]),  # longest-lived first
+)
+
+
+def _offline_offsets(lives: list[tuple], size: dict[str, int], capacity: int):
+    """The first of ORDERS in which every residency, at the lowest address free over its lifetime,
+    fits; None if none does."""
+    for key in ORDERS:
+        order = sorted(range(len(lives)), key=lambda i: key(lives[i], size[lives[i][0]]))
+        placed = _first_fit(lives, order, size, capacity)
+        if placed is not None:
+            return placed
+    return None
+
+
+def _first_fit(lives: list[tuple], order: list[int], size: dict[str, int], capacity: int):
+    offsets: dict[int, int] = {}
+    for i in order:
+        t, _, a, b = lives[i]
+        busy = sorted((offsets[j], offsets[j] + size[lives[j][0]]) for j in offsets
+                      if lives[j][2] < b and a < lives[j][3] and a < b and lives[j][2] < lives[j][3])
+        off = 0
+        for lo, hi in busy:
+            if off + size[t] <= lo:
+                break
+            off = max(off, hi)
+        if off + size[t] > capacity:
+            return None
+        offsets[i] = off
+    return [(lives[i], offsets[i]) for i in range(len(lives))]
