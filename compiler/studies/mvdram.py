@@ -37,6 +37,16 @@ published 30.5x is about 1.44 / 0.05 (28.8): the model's CPU time (-7%) and host
 err towards PUD losing, and the uncore during the in-DRAM phase is charged (the paper's figure leaves
 no room for it). `HOST_WAIT_ALTERNATIVES` prices the other readings of what the host does then.
 Not reproduced within 25%: the energy ratios (see bench/reproduce_mvdram.py for the deviations).
+
+Decode placement: the mapper minimises latency, so a llama2-13b linear goes to PUD only where PUD is
+faster (or the CPU is busy: q_proj runs on PUD beside k_proj on the CPU). PUD's time does not shrink
+with the output count (a row holds all outputs of a chunk: 5,120 of 57,671 reliable columns used), so
+the 5120-output layers (q/k/v/o 5120x5120, down 5120x13824) take 0.221 / 0.586 ms at W2A2 against
+the CPU's 0.208 / 0.554 ms, and 0.871 / 2.321 ms against 0.411 / 1.103 ms at W4A4. That CPU reads
+the PUD side's per-channel codes (2.0 / 4.0 bits per weight), not the baseline's llama.cpp blocks
+(2.625 / 4.5): priced at the baseline's bytes (an experiment, not in the model) 241 of 281 linears
+go to PUD at 2-bit (1.76x, energy 3.80x) and still 81 at 4-bit (1.41x, 1.33x). The paper replaces
+every GeMV with PUD: the energy objective does that (the bench's "energy" rows).
 """
 
 from __future__ import annotations
@@ -137,19 +147,39 @@ def gemv_row(wbits: int, abits: int | None = None, group: int = PER_CHANNEL) -> 
     }
 
 
-def e2e_row(wbits: int, abits: int | None = None, group: int = PER_CHANNEL) -> dict:
-    """llama2-13b decode at `wbits`: tokens/s and J/token on both targets."""
+def e2e_row(wbits: int, abits: int | None = None, group: int = PER_CHANNEL, objective: str = "latency") -> dict:
+    """llama2-13b decode at `wbits`: tokens/s and J/token on both targets; the mapper places the
+    PUD system's ops for `objective` ("energy" puts every linear on PUD, as the paper does)."""
     abits = abits or pud_act_bits(wbits)
     cpu = cpu_estimate(E2E_MODEL, wbits, **E2E_SETTING)
-    pud = pud_estimate(E2E_MODEL, wbits, abits, group, **E2E_SETTING)
+    pud = pud_estimate(E2E_MODEL, wbits, abits, group, objective=objective, **E2E_SETTING)
     linears = [r for r in pud.data["placement"]["decode"] if r["kind"] == "llm.linear"]
     return {
         "wbits": wbits, "abits": abits, "group": group_label(group), "cpu_format": cpu_format(wbits),
-        "cpu_tokens_per_s": cpu.tokens_per_s, "pud_tokens_per_s": pud.tokens_per_s,
+        "objective": objective, "cpu_tokens_per_s": cpu.tokens_per_s, "pud_tokens_per_s": pud.tokens_per_s,
         "cpu_j_per_token": cpu.joules_per_token, "pud_j_per_token": pud.joules_per_token,
         "speedup": pud.tokens_per_s / cpu.tokens_per_s, "energy_ratio": cpu.joules_per_token / pud.joules_per_token,
         "linears_on_pud": sum(r["device"] == "pud" for r in linears), "linears": len(linears),
+        "by_linear": linears_by_role(linears),
     }
+
+
+def linears_by_role(linears: list[dict]) -> list[dict]:
+    """Decode linears grouped by weight role (q_proj, ..., lm_head): where they ran and what each
+    device would cost (the placement table's candidates; equal within a role)."""
+    roles: dict[str, dict] = {}
+    for r in linears:
+        role = r["weights"][0].split(".")[-2] if r["weights"] else r["op"]
+        c = r["candidates"]
+        entry = roles.setdefault(role, {
+            "role": role, "on_pud": 0, "count": 0,
+            "cpu_ms": c["cpu"]["latency_s"] * 1e3, "pud_ms": c["pud"]["latency_s"] * 1e3,
+            "cpu_mj": c["cpu"]["energy_j"] * 1e3, "pud_mj": c["pud"]["energy_j"] * 1e3,
+            "cpu_mb": c["cpu"]["offchip_bytes"] / 1e6,
+        })
+        entry["count"] += 1
+        entry["on_pud"] += r["device"] == "pud"
+    return list(roles.values())
 
 
 HOST_WAIT_ALTERNATIVES = {
