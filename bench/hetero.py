@@ -62,7 +62,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"llama2-7b decode (context 256), W{args.wbits:g}A{args.abits:g} group {args.group}"
-          f"{', fused' if args.fuse else ''}, mapper: list scheduler")
+          f"{', fused' if args.fuse else ''}, mapper: pimc default (CP-SAT, 1 s deterministic limit per solve)")
     print(f"{'target':<22} {'tok/s':>8} {'J/token':>9} {'mix speedup':>12} {'mix J saving':>13}  decode linears")
     print(f"{mix['target']:<22} {mix['tokens_per_s']:>8.3f} {mix['joules_per_token']:>9.3f} {'':>12} {'':>13}  {mix['decode_linears_by_device']}")
     for r in rows:
