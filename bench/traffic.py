@@ -14,8 +14,9 @@ peak footprint: the least scratchpad any topological order runs in without spill
 resident from first to last use; exact by search over the graph's down-sets, or marked as the best
 of the heuristics' orders if the search is too large) and halfway.
 Per (graph, budget): non-compulsory bytes of topological order + LRU, HEFT + Belady and the CP-SAT
-mapper (objective offchip, warm start = the better heuristic), the solver's status, gap and
-bound; where the baselines' bytes come from (spills / reloads / re-fetches, and how much of it
+mapper (`ilp*` keys: map_problem with objective offchip; its schedule comes from CP-SAT, or from a
+heuristic or the least-bytes plan of mapping/traffic_plan.py when that meets the lower bound, and
+`ilp_solver` says which), its status, gap and bound; where the baselines' bytes come from (spills / reloads / re-fetches, and how much of it
 was caused by evictions for capacity vs for a contiguous range, i.e. fragmentation); % removed vs
 topological + LRU (rows where LRU moves nothing non-compulsory are left out of the mean), and at
 most how much any schedule could remove: the byte-level bound (mapping/traffic_bound.py: the
@@ -26,6 +27,7 @@ Usage: python bench/traffic.py [--json] [--time-limit S] [--graphs SUBSTRING]
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import dataclasses
 import heapq
 import json
@@ -332,7 +334,7 @@ def main() -> None:
     args = ap.parse_args()
     rows, budgets = [], {}
     if not args.json:
-        print(f"{'graph':<30} {'budget':<5} {'bytes':>8} {'M_P?':<5} {'lru':>7} {'belady':>7} {'ilp':>7} "
+        print(f"{'graph':<30} {'budget':<5} {'bytes':>8} {'M_P?':<5} {'lru':>7} {'belady':>7} {'mapper':>7} "
               f"{'bound':>7} {'status':<9} {'gap':>6} {'s':>6} {'removed':>7} {'max':>6}  lru: spill/reload/refetch; fragmentation")
     for name, make in GRAPHS.items():
         if args.graphs not in name:
@@ -364,6 +366,7 @@ def main() -> None:
            "rows_in_mean": len(pcts), "rows_total": len(rows), "per_budget": per_budget,
            "removable_pct_mean": _mean([r["removable_pct"] for r in rows if r["removed_pct"] is not None]),
            "ilp_optimal_rows": sum(1 for r in rows if r.get("ilp_status") == "OPTIMAL"),
+           "ilp_solver_rows": dict(sorted(Counter(r.get("ilp_solver") for r in rows if r.get("ilp_solver")).items())),
            "ilp_missing_rows": sum(1 for r in rows if r.get("ilp") is None),
            "lru_noncompulsory_by_kind": lru_parts, "lru_noncompulsory_by_cause": lru_why,
            "time_limit_s": args.time_limit}
@@ -373,7 +376,8 @@ def main() -> None:
         print(f"removed vs topological+LRU: mean {out['removed_pct_mean']}% over {len(pcts)} of {len(rows)} rows "
               f"(the rest: LRU moves nothing non-compulsory); per budget {per_budget}; at most "
               f"{out['removable_pct_mean']}% is removable (byte-level bound: traffic no schedule avoids); "
-              f"ILP OPTIMAL on {out['ilp_optimal_rows']} rows, no ILP result on {out['ilp_missing_rows']}")
+              f"mapper OPTIMAL on {out['ilp_optimal_rows']} rows, no result on {out['ilp_missing_rows']}; "
+              f"schedules by {out['ilp_solver_rows']}")
         print(f"LRU's non-compulsory bytes by kind {lru_parts}; by cause of the eviction {lru_why} "
               f"(fragmentation: evicted although the free bytes sufficed, for lack of a contiguous range)")
 
