@@ -99,9 +99,13 @@ def test_energy_model_fields(overrides, message):
         load_target("cpu-i7-9700k", ["cpu.uncore_power_w=100.0"])
 
 
-def test_empty_work_costs_overhead():
-    cost = op_cost(load_target("cpu-a76"), "cpu", Work("llm.reshape", 0, 32, 0, 0, 0))
-    assert cost == Cost(latency_s=5e-6, energy_j=2.5 * 5e-6, offchip_bytes=0.0)
+def test_view_costs_nothing_but_any_work_pays_the_overhead():
+    # a reshape moves no bytes (a view of the same buffer): no kernel, no dispatch
+    view = op_cost(load_target("cpu-a76"), "cpu", Work("llm.reshape", 0, 32, 0, 0, 0))
+    assert view == Cost(latency_s=0.0, energy_j=0.0, offchip_bytes=0.0)
+    # one byte of work launches a kernel: 5 µs dispatch (cpu-a76 op_overhead_s) + 1 B at 17.068 GB/s
+    tiny = op_cost(load_target("cpu-a76"), "cpu", Work("llm.add", 0, 32, 0, 1, 0))
+    assert tiny.latency_s == pytest.approx(5e-6 + 1 / 17.068e9, rel=1e-12) and tiny.offchip_bytes == 1.0
 
 
 def test_overrides_flow_into_cost():

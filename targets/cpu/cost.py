@@ -14,7 +14,8 @@ Caches are not modelled: every operand byte (weights, inputs, outputs) is counte
 device's memory, once, at the bandwidth the cores sustain (peak x bandwidth_efficiency, a STREAM-like
 measurement of the machine). That is right for decode GEMVs whose weights far exceed the caches,
 pessimistic for small ops whose operands stay cache-resident, and optimistic where a kernel reaches
-less than STREAM or peak compute. An op with no work still pays op_overhead_s.
+less than STREAM or peak compute. An op with no work (a reshape: a view of the same buffer) launches
+no kernel and costs nothing; every other op pays op_overhead_s.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def cpu_cost(device: CpuDevice, memory: Memory, work: Work) -> Cost:
         work.weight_bytes, work.input_bytes, work.output_bytes
     ) < 0:
         raise ValueError(f"negative work for {work.op}: {work}")
+    if work.flops == 0 and work.total_bytes == 0:
+        return Cost(latency_s=0.0, energy_j=0.0, offchip_bytes=0.0)  # a view: no kernel runs
     key = width_key(work.compute_bits)
     compute_s = work.flops / device.peak_ops_per_s(work.compute_bits)
     memory_s = work.total_bytes / device.sustained_bytes_per_s(memory.bandwidth_gb_per_s)
