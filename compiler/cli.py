@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,6 +13,7 @@ import typer
 
 import pimc
 from pimc.errors import PimcError
+from pimc.files import write_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="pimc: compile LLMs for heterogeneous PIM edge hardware.")
 targets_app = typer.Typer(no_args_is_help=True, help="List and show target descriptions.")
@@ -59,7 +58,7 @@ def _progress_unless(as_json: bool) -> None:
 def _save_report(path: Path | None, report: pimc.Report) -> None:
     if path is not None:
         text = report.to_json() if _report_format(path) == "json" else report.to_markdown()
-        _write_atomic(path, lambda f: f.write(text.encode()))
+        write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _version(value: bool) -> None:
@@ -130,27 +129,14 @@ def _parse_ids(text: str) -> list[int]:
     return ids
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Write a file through a temporary sibling, so a failure leaves no partial output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    _write_atomic(path, lambda f: np.save(f, array))
+    write_atomic(path, lambda f: np.save(f, array))
 
 
 def _save_trace(path: Path, trace: dict) -> None:
     from pimc.trace import trace_json
 
-    _write_atomic(path, lambda f: f.write(trace_json(trace).encode()))
+    write_atomic(path, lambda f: f.write(trace_json(trace).encode()))
 
 
 TraceOpt = Annotated[Optional[Path], typer.Option("--trace", help="Write a Chrome/Perfetto trace (JSON) to F.")]

@@ -13,13 +13,12 @@ leaves no partial plot behind.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pimc.files import write_bytes_atomic
 from pimc.mapping.schedule import Schedule
 from pimc.targets import Target
 from pimc.timeline import Event
@@ -82,14 +81,7 @@ def write_plots(data: PlotData, directory: str | Path) -> list[Path]:
     paths = []
     for name, png in rendered.items():
         path = directory / name
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(png)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(path, png)
         paths.append(path)
     for stale in sorted(directory.glob("roofline-*.png")):  # devices an earlier run into this folder used
         if stale.name not in rendered:

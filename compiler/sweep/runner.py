@@ -8,7 +8,6 @@ written only when every point has a record, each through a temporary file (no pa
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pimc.errors import PimcError
+from pimc.files import write_bytes_atomic
 from pimc.sweep.evaluate import Job, evaluate
 from pimc.sweep.journal import Journal
 from pimc.sweep.plot import pareto_png
@@ -188,16 +188,5 @@ def _write_outputs(spec: SweepSpec, rows: list[dict[str, Any]], out: Path) -> di
     paths = {}
     for name, data in contents.items():
         paths[name] = out / name
-        _write_atomic(paths[name], data)
+        write_bytes_atomic(paths[name], data)
     return paths
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
