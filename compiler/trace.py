@@ -17,7 +17,8 @@ from typing import Any
 
 from pimc.mapping.schedule import Schedule
 from pimc.timeline import Event, call_offsets
-from pimc.transfers import OFFCHIP_KINDS, transfer_roles
+from pimc.targets.schema import OFFCHIP_KINDS
+from pimc.transfers import transfer_roles
 
 __all__ = ["build_trace", "trace_json"]
 

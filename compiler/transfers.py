@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pimc.mapping.from_ir import OFFCHIP_KINDS
+from pimc.mapping.from_ir import link_costs
 from pimc.mapping.schedule import Schedule
 from pimc.targets import Target
 from pimc.timeline import Event, calls
@@ -65,7 +65,8 @@ def transfer_roles(schedule: Schedule, offchip: set[str] | frozenset[str]) -> li
 def transfer_events(events: Iterable[Event], schedules: Mapping[str, Schedule], target: Target) -> list[TransferEvent]:
     """The transfers of every call the device `events` made, placed where each call began, in time order."""
     links = target.memory_links()
-    offchip = {m.name for m in target.memories if m.kind in OFFCHIP_KINDS}
+    offchip = target.offchip_memories()
+    costs = link_costs(target)
     roles = {phase: transfer_roles(schedule, offchip) for phase, schedule in schedules.items()}
     out = []
     for phase, step, offset in calls(list(events), schedules):
@@ -76,7 +77,7 @@ def transfer_events(events: Iterable[Event], schedules: Mapping[str, Schedule], 
                 raise ValueError(f"@{phase}: transfer of {t.tensor} {t.src_memory} -> {t.dst_memory} has no link in "
                                  f"target {target.name!r}")
             out.append(TransferEvent(phase, step, link.name, t.tensor, t.src_memory, t.dst_memory, offset + t.start_s,
-                                     offset + t.end_s, t.bytes, t.bytes * link.energy_pj_per_byte * 1e-12, role))
+                                     offset + t.end_s, t.bytes, costs[(t.src_memory, t.dst_memory)].energy_j(t.bytes), role))
     return sorted(out, key=lambda t: (t.start_s, t.link, t.tensor))
 
 

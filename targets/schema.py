@@ -15,6 +15,10 @@ from pimc.targets.device import NAME_PATTERN, DeviceBase, StrictModel
 from pimc.targets.kinds import Device
 
 
+OFFCHIP_KINDS = ("dram", "lpddr", "hbm")
+"""Memory kinds outside the chip: traffic to them is off-chip traffic (an `sram` is on chip)."""
+
+
 class Memory(StrictModel):
     """A memory that devices read operands from (DRAM module, on-chip SRAM ...)."""
 
@@ -117,6 +121,10 @@ class Target(StrictModel):
             if a != b:
                 out[(a, b)] = out[(b, a)] = link
         return out
+
+    def offchip_memories(self) -> frozenset[str]:
+        """Names of the memories outside the chip (kinds in OFFCHIP_KINDS)."""
+        return frozenset(m.name for m in self.memories if m.kind in OFFCHIP_KINDS)
 
     def memory_of(self, device: str | DeviceBase) -> Memory:
         """The memory a device (or device name) computes from."""

@@ -27,7 +27,6 @@ from pimc.targets import Target, can_run, device_kind, op_cost
 SCHED_ATTR = "pimc.sched"
 EXCLUDE_ATTR = "pimc.not_on"
 """{device: reason} of the devices a target pass ruled out for an op (e.g. crossbars too full)."""
-OFFCHIP_KINDS = ("dram", "lpddr", "hbm")
 
 
 @dataclass(frozen=True)
@@ -105,8 +104,8 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         memory_of={d.name: d.memory for d in target.devices},
         capacity_bytes={m.name: m.capacity_bytes for m in target.memories},
         costs=costs,
-        links=_links(target),
-        offchip_memories=frozenset(m.name for m in target.memories if m.kind in OFFCHIP_KINDS),
+        links=link_costs(target),
+        offchip_memories=target.offchip_memories(),
         home=_backed_homes(nodes, tensors, costs, target, spill_to),
         spill_to=spill_to,
         resident_devices=frozenset(d.name for d in target.devices if device_kind(d.kind).resident_weights),
@@ -119,7 +118,7 @@ def scratchpads(target: Target) -> dict[str, str]:
     that a link joins to exactly one off-chip memory. Tensors there may be spilled to the backing
     memory and reloaded; an `sram` with no such link must hold everything its devices touch."""
     links = target.memory_links()
-    offchip = {m.name for m in target.memories if m.kind in OFFCHIP_KINDS}
+    offchip = target.offchip_memories()
     out = {}
     for memory in sorted({d.memory for d in target.devices}):
         if target.memory(memory).kind != "sram":
@@ -168,7 +167,7 @@ def exclude_device(op: Operation, device: str, reason: str) -> None:
     op.attributes[EXCLUDE_ATTR] = DictionaryAttr({name: StringAttr(excluded[name]) for name in sorted(excluded)})
 
 
-def _links(target: Target) -> dict[tuple[str, str], LinkCost]:
+def link_costs(target: Target) -> dict[tuple[str, str], LinkCost]:
     """Each link joins the memories of its endpoints (a device endpoint stands for its memory)."""
     return {pair: LinkCost(link.bandwidth_gb_per_s * 1e9, link.latency_ns * 1e-9, link.energy_pj_per_byte * 1e-12)
             for pair, link in target.memory_links().items()}

@@ -197,6 +197,16 @@ def _peak(intervals: list[tuple[float, float, int]]) -> int:
     return peak
 
 
+def lowest_gap(busy: Sequence[tuple[int, int]], size: int) -> int:
+    """The lowest offset where `size` bytes fit between the address ranges `busy` (sorted by start)."""
+    off = 0
+    for lo, hi in busy:
+        if off + size <= lo:
+            break
+        off = max(off, hi)
+    return off
+
+
 def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
     """First-fit addresses per memory, residencies taken by (start, larger first, name); those
     already placed (offset >= 0, e.g. a scratchpad placed while evicting) are kept.
@@ -223,11 +233,7 @@ def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
                               + [(placed[i][2], placed[i][2] + placed[i][3]) for _, i in ending])
             else:  # empty interval, or at the very end: the exact overlap test on every residency
                 busy = sorted((o, o + n) for a, b, o, n in placed if a < r.end_s and r.start_s < b)
-            off = 0
-            for lo, hi in busy:
-                if off + size <= lo:
-                    break
-                off = max(off, hi)
+            off = lowest_gap(busy, size)
             high = max(high, off + size)
             placed.append((r.start_s, r.end_s, off, size))
             if r.end_s >= last_end and r.end_s > r.start_s:

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 from pimc.errors import ScheduleError
-from pimc.mapping.list_scheduler import _assign_offsets
+from pimc.mapping.list_scheduler import _assign_offsets, lowest_gap
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
 
@@ -91,11 +91,7 @@ def _fit(ranges: list[tuple[int, int]], size: int, capacity: int, prefer: int) -
     """`prefer` if [prefer, prefer + size) is clear of `ranges`, else the lowest clear offset."""
     if prefer + size <= capacity and not any(lo < prefer + size and prefer < hi for lo, hi in ranges):
         return prefer
-    off = 0
-    for lo, hi in ranges:
-        if off + size <= lo:
-            break
-        off = max(off, hi)
+    off = lowest_gap(ranges, size)
     return off if off + size <= capacity else None
 
 

@@ -10,7 +10,7 @@ the schedule moves exactly the bound's bytes, so it is optimal for off-chip traf
 
 from __future__ import annotations
 
-from pimc.mapping.list_scheduler import _assign_offsets
+from pimc.mapping.list_scheduler import _assign_offsets, lowest_gap
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
 from pimc.mapping.traffic_bound import MAX_STATES, scratchpad_actions
@@ -102,11 +102,7 @@ def _first_fit(lives: list[tuple], order: list[int], size: dict[str, int], capac
         t, _, a, b = lives[i]
         busy = sorted((offsets[j], offsets[j] + size[lives[j][0]]) for j in offsets
                       if lives[j][2] < b and a < lives[j][3] and a < b and lives[j][2] < lives[j][3])
-        off = 0
-        for lo, hi in busy:
-            if off + size[t] <= lo:
-                break
-            off = max(off, hi)
+        off = lowest_gap(busy, size[t])
         if off + size[t] > capacity:
             return None
         offsets[i] = off

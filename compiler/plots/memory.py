@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 
 from pimc.plots.style import TRANSFER_COLORS, bytes_unit, new_figure, si, time_unit
 from pimc.timeline import call_offsets
-from pimc.transfers import OFFCHIP_KINDS, ROLES, transfer_events
+from pimc.transfers import ROLES, transfer_events
 
 RESIDENT_PREFIXES = {"w:": "weights", "cache:": "KV cache"}
 """Tensor name prefixes (mapping/from_ir.py names) of what is resident for the whole run."""
@@ -32,7 +32,7 @@ def plot(data) -> Figure:
     from pimc.plots import SIZES
 
     fig = new_figure(SIZES["memory"])
-    offchip = {m.name for m in data.target.memories if m.kind in OFFCHIP_KINDS}
+    offchip = data.target.offchip_memories()
     used = {r.memory for s in data.schedules.values() for r in s.residency if r.size_bytes is not None}
     memories = [m for m in data.target.memories if m.name in used]
     if not memories:
