@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import pimc
+from pimc.mapping.from_ir import link_costs
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
 from pimc.report import PhaseStats
 from pimc.targets import load_target
@@ -62,8 +63,9 @@ def test_link_energy_is_in_phase_totals_and_j_per_token(program):
         ops_j = sum(e.energy_j for e in phase_events(program.module, phase))
         assert report[phase]["energy_j"] == pytest.approx(ops_j + sum(moved) * LINK_J_PER_BYTE, rel=1e-12)
         assert sum(moved) * LINK_J_PER_BYTE > 0
-        # the mapper priced the same figure: its energy model and the report agree
-        problem_link_j = sum(t.bytes for t in schedules[phase].transfers) * LINK_J_PER_BYTE
+        # the mapper priced the same figure: its link costs and the report agree
+        links = link_costs(program.target)
+        problem_link_j = sum(links[(t.src_memory, t.dst_memory)].energy_j(t.bytes) for t in schedules[phase].transfers)
         assert problem_link_j == pytest.approx(sum(moved) * LINK_J_PER_BYTE)
     assert report["joules_per_token"] == report["decode"]["energy_j"]
     bus = report["links"]["bus"]

@@ -86,8 +86,8 @@ def _heuristic(problem: MappingProblem, objective: Objective) -> tuple[Schedule 
             errors.append(f"{name}: {e}")
     plan = scratchpad_plan(problem) if objective.kind == "offchip" else None
     if plan is not None:  # one device on a scratchpad: the least-bytes plan, with addresses if they fit
-        exact = plan_schedule(problem)
         try:
+            exact = plan_schedule(problem)
             found.append(exact or sequence_schedule(problem, [(o, problem.devices[0]) for o in plan[1]], "belady",
                                                     solver="bytes-order+belady"))
         except ScheduleError as e:
@@ -124,8 +124,8 @@ def map_problem(problem: MappingProblem, options: MapOptions = MapOptions()) -> 
                             warm=_placement(heur) if heur is not None else None, reference=heur,
                             offchip_floor=bound if obj.kind == "offchip" else None)
             s = dataclasses.replace(s, objective_kind=obj.kind if obj.kind != "mix" else obj.name,
-                                    note=f"CP-SAT on the whole function ({len(problem.ops)} ops), "
-                                         f"warm start {heur.solver if heur else 'none'}")
+                                    note=_joined(f"CP-SAT on the whole function ({len(problem.ops)} ops), "
+                                                 f"warm start {heur.solver if heur else 'none'}", s.note))
             if bound is not None and s.bound is not None and bound > s.bound:
                 s = dataclasses.replace(s, bound=bound, gap=0.0 if s.objective <= 0 else max(0.0, (s.objective - bound) / s.objective))
                 if s.objective <= bound * (1 + 1e-9):  # proven by the problem's own lower bound
@@ -196,7 +196,7 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
     replayed = sequence_schedule(problem, placement, "belady", solver="cpsat-blocks")
     gap = "n/a" if block.gap is None else f"{block.gap:.3g}"
     head = (f"{blocks.count} identical blocks of {blocks.length} ops (ops {blocks.start}..{blocks.end - 1}); "
-            f"block 0 by CP-SAT ({block.status}, gap {gap}); ")
+            f"block 0 by CP-SAT ({block.status}, gap {gap}{'; ' + block.note if block.note else ''}); ")
     tail = f"; {len(prefix)} ops before and {len(suffix)} after the blocks by {heur.solver}"
     try:
         stitched = _stitch(problem, blocks, heur, sub, block, options.objective)
@@ -233,6 +233,11 @@ def _stitch(problem: MappingProblem, blocks: Blocks, heur: Schedule, sub: Mappin
     if after:
         stitcher.add(_heuristic_piece(problem, after, heur, objective))
     return stitcher.schedule("cpsat-stitched")
+
+
+def _joined(note: str, solver_note: str) -> str:
+    """The mapper's note, followed by what the solver itself reported (e.g. a wall-clock stop)."""
+    return f"{note}; {solver_note}" if solver_note else note
 
 
 def _heuristic_piece(problem: MappingProblem, names: list[str], heur: Schedule, objective: Objective):
