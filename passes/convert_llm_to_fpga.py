@@ -117,6 +117,14 @@ class Dma:
         return ops, value
 
 
+def _load_sources(op: Operation) -> dict[str, list[SSAValue]]:
+    """The operands behind each load the cost model names: a matmul's two activations, else
+    weights and inputs."""
+    if isinstance(op, llm.MatmulOp):
+        return {"lhs": [op.lhs], "rhs": [op.rhs]}
+    return _weights_and_inputs(op.operands)
+
+
 def _weights_and_inputs(operands) -> dict[str, list[SSAValue]]:
     return {"weight": [v for v in operands if isinstance(v.owner, llm.WeightOp)],
             "input": [v for v in operands if not isinstance(v.owner, llm.WeightOp)]}
@@ -156,7 +164,7 @@ class LowerMappedOp(RewritePattern):
             raise PimcError(f"convert-llm-to-fpga: no FPGA kernel for the fused '{op.pattern.data}' chain")
         else:
             (phase,) = op_phases(device, work)
-            loads, onchip = dma.loads(phase, _weights_and_inputs(op.operands))
+            loads, onchip = dma.loads(phase, _load_sources(op))
             kernel = fpga.KernelOp.create(
                 operands=[onchip.get(v, v) for v in op.operands],
                 result_types=[r.type for r in op.results],

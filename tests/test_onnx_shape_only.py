@@ -10,6 +10,7 @@ from onnx import TensorProto as TP
 from onnx import helper as h
 
 import pimc
+from pimc.api import estimate_program
 from pimc.dialects import llm
 from pimc.errors import PimcError
 from pimc.frontends import read_model
@@ -83,6 +84,16 @@ def test_estimate_prices_the_stored_weight_bytes(shape_only):
     assert low.data["kernel"]["offchip_bytes"] < report.data["kernel"]["offchip_bytes"]
     with pytest.raises(PimcError, match="estimate"):
         pimc.compile(str(shape_only), target="cpu-a76")
+
+
+def test_activation_matmuls_lower_to_the_fpga_with_their_dma(shape_only):
+    # attention stays as matmuls in a shape-only graph; on the FPGA each is a kernel fed by two DMA loads
+    program = estimate_program(str(shape_only), target="zcu102-meadow", wbits=8, abits=8)
+    ops = list(program.module.walk())
+    kernels = [op for op in ops if op.name == "fpga.kernel" and op.kernel.data == "llm.matmul"]
+    assert len(kernels) == 2  # scores and context
+    for kernel in kernels:
+        assert all(v.owner.name == "fpga.dma_in" for v in kernel.operands)
 
 
 def test_batched_weight_matmul_and_einsum_compute_what_onnxruntime_does(tmp_path):
