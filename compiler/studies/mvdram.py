@@ -54,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pimc
+from pimc.studies import PER_CHANNEL
 from pimc.dialects import llm
 from pimc.frontends import ModelSource, read_model
 from pimc.frontends.gguf_model import weight_quant
@@ -62,8 +63,6 @@ GEMV = "gemv:32000x4096"
 E2E_MODEL = "llama2-13b"
 PUD_TARGET = "ddr4-pud-x4"
 CPU_TARGET = "cpu-i7-9700k"
-PER_CHANNEL = 1 << 16
-"""A quantization group longer than any input dimension: one scale per output channel."""
 CPU_ACT_BITS = 8
 LLAMA_CPP_FORMATS = {2: "q2_k", 3: "q3_k", 4: "q4_k", 5: "q5_k", 6: "q6_k", 8: "q8_0"}
 """llama.cpp's weight format of each width (the K-quants, and Q8_0 for 8 bits)."""

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 
 from xdsl.dialects.builtin import StringAttr
 
+from pimc.studies import PER_CHANNEL
 from pimc.dialects.cim import RESIDENCY_ATTR
 from pimc.dialects.llm_work import op_work
 from pimc.frontends import read_model
@@ -58,8 +59,6 @@ PUBLISHED_SYSTOLIC_SHARE = (0.60, 0.74)
 """The systolic array's share of PIM-LLM's latency at context 128 [S]; crossbar+DAC+ADC under 1%."""
 CONTEXT = 128
 WBITS, ABITS = 1.58, 8
-PER_CHANNEL = 1 << 16
-"""A quantization group longer than any input dimension here: one scale per output channel."""
 TOLERANCE = 0.25
 FITTED_OVERHEAD = ("sa.op_overhead_cycles=2000", "xbar.op_overhead_cycles=2000")
 """The per-op overhead an earlier version fitted to the published ratios: a sensitivity row, never the default."""
