@@ -21,15 +21,16 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.dialects.builtin import DictionaryAttr, ModuleOp
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
-from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.pattern_rewriter import PatternRewriter
 
 from pimc.dialects import llm
 from pimc.dialects.llm import f64_attr
 from pimc.dialects.llm_work import fused_intermediate_bytes, op_work
 from pimc.mapping.from_ir import exclude_device, excluded_devices
+from pimc.passes.chains import build_fused, only_user, produced_once_by, replace_chain
 from pimc.passes.module_target import module_target
 from pimc.targets import Target, can_run, op_cost
 
@@ -39,27 +40,17 @@ FUSION_ATTR = "pimc.fusion"
 ACTIVATIONS = (llm.SiluOp, llm.GeluOp, llm.ReluOp, llm.Relu2Op)
 
 
-def _only_user(value: SSAValue) -> Operation | None:
-    uses = list(value.uses)
-    return uses[0].operation if len(uses) == 1 else None
-
-
-def _produced_once_by(value: SSAValue, cls) -> Operation | None:
-    owner = value.owner
-    return owner if isinstance(owner, cls) and _only_user(value) is not None else None
-
-
 def match_gated_mlp(op: Operation) -> list[Operation] | None:
     if not isinstance(op, llm.MulOp):
         return None
     for act_value, up_value in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
-        act = _produced_once_by(act_value, ACTIVATIONS)
-        up = _produced_once_by(up_value, llm.LinearOp)
-        gate = _produced_once_by(act.input, llm.LinearOp) if act is not None else None
+        act = produced_once_by(act_value, ACTIVATIONS)
+        up = produced_once_by(up_value, llm.LinearOp)
+        gate = produced_once_by(act.input, llm.LinearOp) if act is not None else None
         if gate is None or up is None or gate.input != up.input:
             continue
         chain = [gate, act, up, op]
-        down = _only_user(op.result)
+        down = only_user(op.result)
         if isinstance(down, llm.LinearOp) and down.input == op.result:
             chain.append(down)
         return chain
@@ -69,30 +60,30 @@ def match_gated_mlp(op: Operation) -> list[Operation] | None:
 def match_attention_block(op: Operation) -> list[Operation] | None:
     if not isinstance(op, llm.AttentionOp):
         return None
-    reshape = _only_user(op.result)
+    reshape = only_user(op.result)
     if not isinstance(reshape, llm.ReshapeOp):
         return None
-    out = _only_user(reshape.result)
+    out = only_user(reshape.result)
     if not isinstance(out, llm.LinearOp) or out.input != reshape.result:
         return None
-    rope = _produced_once_by(op.query, llm.RopeOp)
+    rope = produced_once_by(op.query, llm.RopeOp)
     return ([rope] if rope is not None else []) + [op, reshape, out]
 
 
 def match_norm_linear(op: Operation) -> list[Operation] | None:
     if not isinstance(op, llm.RMSNormOp | llm.LayerNormOp):
         return None
-    linear = _only_user(op.result)
+    linear = only_user(op.result)
     if not isinstance(linear, llm.LinearOp) or linear.input != op.result:
         return None
-    act = _only_user(linear.result)
+    act = only_user(linear.result)
     return [op, linear] + ([act] if isinstance(act, ACTIVATIONS) else [])
 
 
 def match_linear_act(op: Operation) -> list[Operation] | None:
     if not isinstance(op, llm.LinearOp):
         return None
-    act = _only_user(op.result)
+    act = only_user(op.result)
     return [op, act] if isinstance(act, ACTIVATIONS) else None
 
 
@@ -102,24 +93,6 @@ PATTERNS: dict[str, Callable[[Operation], list[Operation] | None]] = {
     "norm_linear": match_norm_linear,
     "linear_act": match_linear_act,
 }
-
-
-def build_fused(chain: list[Operation], pattern: str) -> llm.FusedOp:
-    """A detached `llm.fused` computing `chain` (its ops cloned into the body, on block arguments)."""
-    inside = {r for op in chain for r in op.results}
-    inputs = list(dict.fromkeys(v for op in chain for v in op.operands if v not in inside))
-    block = Block(arg_types=[v.type for v in inputs])
-    mapping: dict[SSAValue, SSAValue] = dict(zip(inputs, block.args))
-    for op in chain:
-        clone = op.clone(value_mapper=mapping)
-        clone.attributes.pop("pimc.not_on", None)
-        block.add_op(clone)
-        mapping.update(zip(op.results, clone.results))
-    block.add_op(llm.YieldOp.create(operands=[mapping[chain[-1].results[0]]]))
-    return llm.FusedOp.create(
-        operands=inputs, result_types=[chain[-1].results[0].type], regions=[Region(block)],
-        properties={"pattern": StringAttr(pattern)},
-    )
 
 
 def fused_lowering_buffer(device) -> int | None:
@@ -182,10 +155,7 @@ def fuse_module(module: ModuleOp, target: Target, patterns: tuple[str, ...] = tu
                 for device, reason in choice.runs_on.items():
                     if reason:
                         exclude_device(fused, device, reason)
-                Rewriter.insert_op(fused, InsertPoint.before(chain[-1]))
-                chain[-1].results[0].replace_all_uses_with(fused.result)
-                for op in reversed(chain):
-                    Rewriter.erase_op(op)
+                replace_chain(PatternRewriter(chain[-1]), chain, fused)
                 claimed.add(fused)
                 count += 1
     return count

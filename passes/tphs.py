@@ -7,7 +7,8 @@ the FPGA cost model). TPHS is used only when its intermediates fit the on-chip b
 op keeps the GEMM form and says why in an `fpga.note` attribute (never a schedule that overflows).
 
 The choice is recorded on the op as `fpga.dataflow` and as the cost hint `pimc.hint.tphs` (1 or 0) that
-the FPGA cost model and `convert-llm-to-fpga` read.
+the FPGA cost model and `convert-llm-to-fpga` read. Deciding (`choose_dataflow`, `q_fusion_refusal`: the
+cost model only) is kept apart from rewriting (the patterns `MarkAttentionDataflow`, `FuseQProjection`).
 
 MEADOW's pipeline starts at the Q projection: with TPHS, the chain linear(q) → reshape (→ rope) →
 attention becomes one `llm.fused` op (pattern `tphs_attention`, hint `pimc.hint.tphs_q`) whose Q is made
@@ -24,17 +25,18 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, i64
-
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
-from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
 
 from pimc.dialects import llm
 from pimc.dialects.llm_work import HINT_PREFIX, op_work
+from pimc.dialects.work import Work
 from pimc.errors import PimcError
-from pimc.passes.fuse import build_fused
+from pimc.passes.chains import build_fused, produced_once_by, replace_chain
 from pimc.targets import Target, load_target
 from pimc.targets.fpga.cost import fpga_cost, fpga_supports, tphs_onchip_bytes
+from pimc.targets.fpga.schema import FpgaDevice
 
 DATAFLOWS = ("auto", "gemm", "tphs")
 HINT = HINT_PREFIX + "tphs"
@@ -47,8 +49,115 @@ def fpga_devices(target: Target) -> list:
     return [d for d in target.devices if d.kind == "fpga"]
 
 
+# --------------------------------------------------------------------------- decisions (no IR changes)
+
+
+@dataclass(frozen=True)
+class DataflowChoice:
+    tphs: bool
+    note: str | None = None
+    """Why TPHS was not used when its intermediates do not fit on chip."""
+
+
+def choose_dataflow(device: FpgaDevice, memory, work: Work, dataflow: str) -> DataflowChoice:
+    """TPHS or GEMM for one attention of `work` (hints without `tphs`): as asked, when TPHS fits on chip;
+    for `auto` the faster of the two by the cost model."""
+    if dataflow == "gemm":
+        return DataflowChoice(False)
+    need, capacity = tphs_onchip_bytes(device, work), device.onchip_bytes
+    if need > capacity:
+        return DataflowChoice(False, f"TPHS intermediates need {need} B on chip, more than the {capacity} B of "
+                                     f"'{device.name}': GEMM form")
+    if dataflow == "tphs":
+        return DataflowChoice(True)
+    tphs = fpga_cost(device, memory, dataclasses.replace(work, hints={**work.hints, "tphs": 1.0}))
+    return DataflowChoice(tphs.latency_s < fpga_cost(device, memory, work).latency_s)
+
+
+def match_q_chain(attention: llm.AttentionOp) -> list[Operation] | None:
+    """linear(q) → reshape (→ rope) → attention, each intermediate used once; None when Q comes otherwise."""
+    rope = produced_once_by(attention.query, llm.RopeOp)
+    if rope is not None and rope.positions != attention.positions:
+        return None
+    query = rope.input if rope is not None else attention.query
+    reshape = produced_once_by(query, llm.ReshapeOp)
+    if reshape is None:
+        return None
+    linear = produced_once_by(reshape.input, llm.LinearOp)
+    if linear is None or linear.input.type.get_shape()[0] != reshape.input.type.get_shape()[0]:
+        return None
+    return [linear, reshape, *([rope] if rope is not None else []), attention]
+
+
+def q_fusion_refusal(device: FpgaDevice, memory, chain: list[Operation], fused: llm.FusedOp) -> str | None:
+    """Why the TPHS pipeline `fused` should not replace `chain` (it does not fit on chip or is not faster
+    than the parts); None when it should."""
+    work = op_work(fused)
+    need, capacity = tphs_onchip_bytes(device, work), device.onchip_bytes
+    fused_s = fpga_cost(device, memory, work).latency_s
+    parts_s = sum(fpga_cost(device, memory, op_work(op)).latency_s for op in chain)
+    if need > capacity:
+        return f"needs {need} B on chip, more than the {capacity} B"
+    if not fused_s < parts_s:
+        return f"{fused_s:.3e} s fused, not faster than {parts_s:.3e} s apart"
+    return None
+
+
+# --------------------------------------------------------------------------- rewrites
+
+
+class MarkAttentionDataflow(RewritePattern):
+    """Record `choose_dataflow`'s choice on every attention (`fpga.dataflow`, the `tphs` hint, `fpga.note`)."""
+
+    def __init__(self, device: FpgaDevice, memory, dataflow: str):
+        self.device, self.memory, self.dataflow = device, memory, dataflow
+        self.notes: list[str] = []
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: llm.AttentionOp, rewriter: PatternRewriter) -> None:
+        op.attributes.pop(HINT, None)
+        op.attributes.pop("fpga.note", None)
+        choice = choose_dataflow(self.device, self.memory, op_work(op), self.dataflow)
+        if choice.note is not None:
+            op.attributes["fpga.note"] = StringAttr(choice.note)
+            self.notes.append(choice.note)
+        op.attributes[HINT] = IntegerAttr(int(choice.tphs), i64)
+        op.attributes["fpga.dataflow"] = StringAttr("tphs" if choice.tphs else "gemm")
+
+
+class FuseQProjection(RewritePattern):
+    """Fuse the Q projection into a TPHS attention's pipeline when it fits and pays (see the module doc);
+    otherwise say why in `fpga.q_note`."""
+
+    def __init__(self, device: FpgaDevice, memory):
+        self.device, self.memory = device, memory
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: llm.AttentionOp, rewriter: PatternRewriter) -> None:
+        if op.attributes[HINT].value.data != 1:
+            return
+        op.attributes.pop("fpga.q_note", None)
+        chain = match_q_chain(op)
+        if chain is None:
+            return
+        if not fpga_supports(self.device, op_work(chain[0])):
+            op.attributes["fpga.q_note"] = StringAttr("Q projection not on the int8 PEs: not fused into TPHS")
+            return
+        fused = build_fused(chain, PATTERN)
+        fused.attributes[Q_HINT] = IntegerAttr(1, i64)
+        if any(isinstance(part, llm.RopeOp) for part in chain):
+            fused.attributes[ROPE_HINT] = IntegerAttr(1, i64)
+        why = q_fusion_refusal(self.device, self.memory, chain, fused)
+        if why is not None:
+            op.attributes["fpga.q_note"] = StringAttr(f"Q projection not fused into TPHS: {why}")
+            fused.erase()
+            return
+        replace_chain(rewriter, chain, fused)
+
+
 def select_dataflow(module: ModuleOp, target: Target, dataflow: str = "auto") -> list[str]:
-    """Mark every attention op TPHS or GEMM for the target's (first) FPGA device; return the notes."""
+    """Mark every attention op TPHS or GEMM for the target's (first) FPGA device, then (every device an
+    FPGA) fuse Q projections into the TPHS pipelines; return the notes."""
     if dataflow not in DATAFLOWS:
         raise PimcError(f"--dataflow '{dataflow}': expected one of {', '.join(DATAFLOWS)}")
     devices = fpga_devices(target)
@@ -58,86 +167,11 @@ def select_dataflow(module: ModuleOp, target: Target, dataflow: str = "auto") ->
         return []
     device = devices[0]
     memory = target.memory_of(device)
-    notes, tphs_ops = [], []
-    for op in module.walk():
-        if not isinstance(op, llm.AttentionOp):
-            continue
-        op.attributes.pop(HINT, None)
-        op.attributes.pop("fpga.note", None)
-        work = op_work(op)
-        need, capacity = tphs_onchip_bytes(device, work), device.onchip_bytes
-        use_tphs = False
-        if dataflow != "gemm":
-            if need > capacity:
-                note = (f"TPHS intermediates need {need} B on chip, more than the {capacity} B of "
-                        f"'{device.name}': GEMM form")
-                op.attributes["fpga.note"] = StringAttr(note)
-                notes.append(note)
-            elif dataflow == "tphs":
-                use_tphs = True
-            else:
-                tphs = fpga_cost(device, memory, dataclasses.replace(work, hints={**work.hints, "tphs": 1.0}))
-                use_tphs = tphs.latency_s < fpga_cost(device, memory, work).latency_s
-        op.attributes[HINT] = IntegerAttr(int(use_tphs), i64)
-        op.attributes["fpga.dataflow"] = StringAttr("tphs" if use_tphs else "gemm")
-        if use_tphs:
-            tphs_ops.append(op)
+    mark = MarkAttentionDataflow(device, memory, dataflow)
+    PatternRewriteWalker(mark, apply_recursively=False).rewrite_module(module)
     if all(d.kind == "fpga" for d in target.devices):
-        for op in tphs_ops:
-            fuse_q_projection(op, device, memory)
-    return notes
-
-
-def _single_use(value) -> bool:
-    return len(list(value.uses)) == 1
-
-
-def q_chain(attention: llm.AttentionOp) -> list[Operation] | None:
-    """linear(q) → reshape (→ rope) → attention, each intermediate used once; None when Q comes otherwise."""
-    chain: list[Operation] = [attention]
-    value = attention.query
-    owner = value.owner
-    if isinstance(owner, llm.RopeOp) and _single_use(value) and owner.positions == attention.positions:
-        chain.insert(0, owner)
-        value = owner.input
-        owner = value.owner
-    if not (isinstance(owner, llm.ReshapeOp) and _single_use(value)):
-        return None
-    chain.insert(0, owner)
-    value = owner.input
-    linear = value.owner
-    if not (isinstance(linear, llm.LinearOp) and _single_use(value) and linear.input.type.get_shape()[0] == value.type.get_shape()[0]):
-        return None
-    return [linear, *chain]
-
-
-def fuse_q_projection(attention: llm.AttentionOp, device, memory) -> None:
-    """Fuse the Q projection into `attention`'s TPHS pipeline when it fits and pays (see the module doc)."""
-    attention.attributes.pop("fpga.q_note", None)
-    chain = q_chain(attention)
-    if chain is None:
-        return
-    if not fpga_supports(device, op_work(chain[0])):
-        attention.attributes["fpga.q_note"] = StringAttr("Q projection not on the int8 PEs: not fused into TPHS")
-        return
-    fused = build_fused(chain, PATTERN)
-    fused.attributes[Q_HINT] = IntegerAttr(1, i64)
-    if any(isinstance(op, llm.RopeOp) for op in chain):
-        fused.attributes[ROPE_HINT] = IntegerAttr(1, i64)
-    work = op_work(fused)
-    need, capacity = tphs_onchip_bytes(device, work), device.onchip_bytes
-    fused_s = fpga_cost(device, memory, work).latency_s
-    parts_s = sum(fpga_cost(device, memory, op_work(op)).latency_s for op in chain)
-    if need > capacity or not fused_s < parts_s:
-        why = (f"needs {need} B on chip, more than the {capacity} B" if need > capacity
-               else f"{fused_s:.3e} s fused, not faster than {parts_s:.3e} s apart")
-        attention.attributes["fpga.q_note"] = StringAttr(f"Q projection not fused into TPHS: {why}")
-        fused.erase()
-        return
-    Rewriter.insert_op(fused, InsertPoint.before(attention))
-    attention.result.replace_all_uses_with(fused.result)
-    for op in reversed(chain):
-        Rewriter.erase_op(op)
+        PatternRewriteWalker(FuseQProjection(device, memory), apply_recursively=False).rewrite_module(module)
+    return mark.notes
 
 
 @dataclass(frozen=True)
