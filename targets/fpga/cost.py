@@ -80,12 +80,19 @@ class Phase:
     stores: tuple[Transfer, ...] = ()
     macs: float = 0.0
     vector_ops: float = 0.0
-    onchip_bytes: float = 0.0
+    held_onchip_bytes: float = 0.0
+    """On-chip traffic beyond staging the transfers: intermediates kept on chip (TPHS scores, Q)."""
     unpack_cycles: int = 0
 
     @property
     def offchip_bytes(self) -> float:
         return sum(t.nbytes for t in self.loads) + sum(t.nbytes for t in self.stores)
+
+    @property
+    def onchip_bytes(self) -> float:
+        """On-chip traffic: every off-chip byte is written into a buffer and read out once, plus the
+        intermediates held on chip."""
+        return 2 * self.offchip_bytes + self.held_onchip_bytes
 
 
 STREAM_TILE_BYTES = 4096
@@ -136,11 +143,6 @@ def phase_cost(device: FpgaDevice, memory: Memory, phase: Phase) -> Cost:
 # --------------------------------------------------------------------------- phases per op
 
 
-def _staged(offchip: float, extra_onchip: float = 0.0) -> float:
-    """On-chip traffic: every off-chip byte is written into a buffer and read out once."""
-    return 2 * offchip + extra_onchip
-
-
 def linear_phase(device: FpgaDevice, work: Work) -> Phase:
     m, n, k = work.dims["rows"], work.dims["n"], work.dims["k"]
     a = device.act_bytes
@@ -152,10 +154,9 @@ def linear_phase(device: FpgaDevice, work: Work) -> Phase:
         Transfer("input", m * k * a, tiles.tile_m * k * a),
     )
     stores = (Transfer("output", m * n * a, tiles.tile_m * tiles.tile_n * a),)
-    offchip = weight_bytes + m * k * a + m * n * a
     return Phase(
         "gemm", gemm_cycles(device, m, n, k), loads, stores, macs=m * n * k, vector_ops=m * n,
-        onchip_bytes=_staged(offchip), unpack_cycles=math.ceil(ids / device.unpack_ids_per_cycle),
+        unpack_cycles=math.ceil(ids / device.unpack_ids_per_cycle),
     )
 
 
@@ -164,8 +165,7 @@ def matmul_phase(device: FpgaDevice, work: Work) -> Phase:
     a = device.act_bytes
     loads = (_stream(device, "lhs", b * m * k * a), _stream(device, "rhs", b * k * n * a))
     stores = (_stream(device, "output", b * m * n * a),)
-    offchip = b * (m * k + k * n + m * n) * a
-    return Phase("gemm", b * gemm_cycles(device, m, n, k), loads, stores, macs=b * m * n * k, onchip_bytes=_staged(offchip))
+    return Phase("gemm", b * gemm_cycles(device, m, n, k), loads, stores, macs=b * m * n * k)
 
 
 def _attention_dims(work: Work) -> tuple[int, int, int, int, int]:
@@ -181,17 +181,17 @@ def attention_gemm_phases(device: FpgaDevice, work: Work) -> list[Phase]:
     scores = Phase(
         "scores", gemm_cycles(device, h * s, t, d),
         (_stream(device, "query", q_bytes), _stream(device, "key", kv_bytes)), (_stream(device, "scores", hst * sb),),
-        macs=hst * d, vector_ops=hst, onchip_bytes=_staged(q_bytes + kv_bytes + hst * sb),
+        macs=hst * d, vector_ops=hst,
     )
     softmax = Phase(
         "softmax", 2 * math.ceil(hst / device.softmax_lanes) + device.softmax_latency_cycles,
         (_stream(device, "scores", hst * sb),), (_stream(device, "probs", hst * a),),
-        vector_ops=4 * hst, onchip_bytes=_staged(hst * (sb + a)),
+        vector_ops=4 * hst,
     )
     pv = Phase(
         "pv", gemm_cycles(device, h * s, d, t),
         (_stream(device, "probs", hst * a), _stream(device, "value", kv_bytes)), (_stream(device, "output", q_bytes),),
-        macs=hst * d, onchip_bytes=_staged(hst * a + kv_bytes + q_bytes),
+        macs=hst * d,
     )
     return [scores, softmax, pv]
 
@@ -259,10 +259,9 @@ def attention_tphs_phase(device: FpgaDevice, work: Work) -> Phase:
     output = Transfer("output", s * h * d * a, g * d * a)
     if not fused_q(work):
         loads = (Transfer("query", s * h * d * a, g * d * a), *kv_loads)
-        offchip = 2 * s * h * d * a + 2 * t * kv * d * a
         return Phase(
             "tphs", cycles, loads, (output,), macs=2 * hst * d, vector_ops=5 * hst,
-            onchip_bytes=_staged(offchip, 2 * hst * (SCORE_BYTES + a)),
+            held_onchip_bytes=2 * hst * (SCORE_BYTES + a),
         )
     # Q = x · Wqᵀ inside the pipeline: x and Wq come in instead of Q; Q never leaves the chip.
     k = work.dims["k"]
@@ -272,11 +271,10 @@ def attention_tphs_phase(device: FpgaDevice, work: Work) -> Phase:
         Transfer("input", s * k * a, s * k * a),
         *kv_loads,
     )
-    offchip = sum(x.nbytes for x in loads) + output.nbytes
     return Phase(
         "tphs", cycles, loads, (output,), macs=s * k * h * d + 2 * hst * d,
         vector_ops=5 * hst + s * h * d * (1 + (ROPE_OPS if work.hints.get("tphs_q_rope") else 0)),
-        onchip_bytes=_staged(offchip, 2 * hst * (SCORE_BYTES + a) + 2 * s * h * d * a),
+        held_onchip_bytes=2 * hst * (SCORE_BYTES + a) + 2 * s * h * d * a,
         unpack_cycles=math.ceil(int(work.hints.get("pack_ids", 0)) / device.unpack_ids_per_cycle),
     )
 
@@ -286,11 +284,7 @@ def vector_phase(device: FpgaDevice, work: Work) -> Phase:
     scale = device.activation_bits / 32
     loads = tuple(_stream(device, what, n * scale) for what, n in (("weight", work.weight_bytes), ("input", work.input_bytes)) if n)
     stores = (_stream(device, "output", work.output_bytes * scale),) if work.output_bytes else ()
-    offchip = work.total_bytes * scale
-    return Phase(
-        "vector", math.ceil(work.flops / device.vector_lanes), loads, stores, vector_ops=work.flops,
-        onchip_bytes=_staged(offchip),
-    )
+    return Phase("vector", math.ceil(work.flops / device.vector_lanes), loads, stores, vector_ops=work.flops)
 
 
 def op_phases(device: FpgaDevice, work: Work) -> list[Phase]:
