@@ -86,6 +86,20 @@ def test_tphs_stages_and_attention_forms():
     assert tphs.latency_s == pytest.approx(1.2e-6 + 393216 / 1.5e9, rel=1e-12)  # DMA-bound: 262 us > 184 us
 
 
+def test_streamed_transfers_use_the_stream_tile_of_the_target():
+    # scores of the GEMM form stream through double buffers of stream_tile_bytes (4096 B in the preset),
+    # never more than an eighth of the on-chip buffers
+    work = attention(128, 128, 12, 12, 64)
+
+    def tiles(overrides):
+        device = load_target("zcu102-meadow", overrides).device("fpga")
+        return {t.tile_bytes for p in attention_gemm_phases(device, work) for t in p.loads + p.stores}
+
+    assert tiles([]) == {4096}
+    assert tiles(["fpga.stream_tile_bytes=1024"]) == {1024}
+    assert tiles(["fpga.bram_bytes=16000"]) == {2000}
+
+
 def test_tphs_onchip_footprint():
     device = load_target("zcu102-meadow").device("fpga")
     # groups of 84 query tokens: 2 x (84*64 + 84*128*(4+1)) + K_h, V_h of two heads 2*2*128*64 + 84*64*4

@@ -95,13 +95,10 @@ class Phase:
         return 2 * self.offchip_bytes + self.held_onchip_bytes
 
 
-STREAM_TILE_BYTES = 4096
-"""Buffer half of a streamed (untiled) transfer. Assumed: one BRAM36 block (4 KiB, AMD DS891) per half,
-and never more than an eighth of the buffers (up to three streams double-buffered at once)."""
-
-
 def _stream(device: FpgaDevice, what: str, nbytes: float) -> Transfer:
-    return Transfer(what, nbytes, min(nbytes, STREAM_TILE_BYTES, device.onchip_bytes // 8))
+    """A streamed (untiled) transfer: `stream_tile_bytes` per buffer half, never more than an eighth of the
+    buffers (up to three streams double-buffered at once)."""
+    return Transfer(what, nbytes, min(nbytes, device.stream_tile_bytes, device.onchip_bytes // 8))
 
 
 def gemm_cycles(device: FpgaDevice, m: int, n: int, k: int) -> int:

@@ -35,6 +35,10 @@ class FpgaDevice(DeviceBase):
     offchip_gbps: float = Field(gt=0, description="off-chip DRAM bandwidth available to the accelerator, Gbit/s")
     offchip_latency_ns: float = Field(ge=0, description="latency of a DMA transfer before its first byte arrives, ns")
     dma_engines: int = Field(gt=0, description="DMA channels; 2 or more double-buffer (transfers overlap compute)")
+    stream_tile_bytes: int = Field(
+        4096, gt=0,
+        description="buffer half of a streamed (untiled) transfer, bytes; capped at an eighth of the on-chip buffers",
+    )
     softmax_lanes: int = Field(gt=0, description="scores per cycle through each pass of the softmax unit")
     softmax_latency_cycles: int = Field(ge=0, description="pipeline depth of max → exp LUT → divide, cycles")
     vector_lanes: int = Field(gt=0, description="elementwise/norm operations per cycle of the vector unit")
