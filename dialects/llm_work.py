@@ -155,6 +155,11 @@ def _merged(parts: list[Work], field: str) -> dict:
             return {}
         merged.update(values)
     return merged
+
+
+ROPE_FLOPS = 6.0
+"""Operations per rotated element of `llm.rope`: two products, one add, the cos/sin lookups."""
+
 TRANSCENDENTAL_FLOPS = 4.0
 """Flops charged per element for exp, log, sqrt, tanh, sin ... (one polynomial evaluation's worth)."""
 
@@ -189,7 +194,7 @@ COUNTERS: dict[type[Operation], Callable] = {
     llm.LayerNormOp: _norm,
     llm.LinearOp: _linear,
     llm.MatmulOp: _matmul,
-    llm.RopeOp: _elementwise(6.0),
+    llm.RopeOp: _elementwise(ROPE_FLOPS),
     llm.AttentionOp: _attention,
     llm.SoftmaxOp: _elementwise(5.0),
     llm.SiluOp: _elementwise(4.0),

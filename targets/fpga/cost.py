@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pimc.dialects.llm_work import ROPE_FLOPS
 from pimc.dialects.work import Work
 from pimc.errors import TargetError
 from pimc.targets.cost import Cost
@@ -42,9 +43,6 @@ from pimc.targets.fpga.schema import FpgaDevice
 
 if TYPE_CHECKING:  # schema.py imports the kinds registry, which imports this module
     from pimc.targets.schema import Memory
-
-ROPE_OPS = 6
-"""Vector-unit operations per rotated element (two products, one add, the cos/sin lookups), as `llm_work` counts rope."""
 
 SCORE_BYTES = 4
 """QKᵀ accumulators (int32) held on chip between the PEs and the softmax unit."""
@@ -229,7 +227,7 @@ def tphs_stages(device: FpgaDevice, work: Work) -> TphsStages:
     q = rope = 0
     if fused_q(work):
         q = math.ceil(s / device.parallel_pes) * d * math.ceil(work.dims["k"] / device.parallel_pe_macs)
-        rope = math.ceil(ROPE_OPS * s * d / device.vector_lanes) if work.hints.get("tphs_q_rope") else 0
+        rope = math.ceil(ROPE_FLOPS * s * d / device.vector_lanes) if work.hints.get("tphs_q_rope") else 0
     return TphsStages(qk, softmax, sv, q, rope)
 
 
@@ -270,7 +268,7 @@ def attention_tphs_phase(device: FpgaDevice, work: Work) -> Phase:
     )
     return Phase(
         "tphs", cycles, loads, (output,), macs=s * k * h * d + 2 * hst * d,
-        vector_ops=5 * hst + s * h * d * (1 + (ROPE_OPS if work.hints.get("tphs_q_rope") else 0)),
+        vector_ops=5 * hst + s * h * d * (1 + (ROPE_FLOPS if work.hints.get("tphs_q_rope") else 0)),
         held_onchip_bytes=2 * hst * (SCORE_BYTES + a) + 2 * s * h * d * a,
         unpack_cycles=math.ceil(int(work.hints.get("pack_ids", 0)) / device.unpack_ids_per_cycle),
     )
