@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import pimc
+from pimc.api import estimate_program
 from pimc.dialects import fpga
 from pimc.errors import PimcError
 from pimc.execute import Executor
@@ -88,12 +89,21 @@ def dma_of(op) -> tuple[list, list]:
     return ins, outs
 
 
+def tphs_q_cycles(op: fpga.TphsQOp, device) -> int:
+    """The pipeline's cycles from its per-head stage cycles: heads one after another through the slowest
+    stage (Q and QKᵀ share the parallel PEs), the other stages filling and draining once, plus the
+    softmax unit's latency."""
+    stages = (op.q_cycles.value.data + op.qk_cycles.value.data, op.rope_cycles.value.data,
+              op.softmax_cycles.value.data, op.sv_cycles.value.data)
+    return op.heads.value.data * max(stages) + sum(stages) - max(stages) + device.softmax_latency_cycles
+
+
 @pytest.mark.parametrize("dataflow", ["gemm", "tphs"])
 def test_dma_ops_carry_every_offchip_byte_and_set_the_latency(runs, dataflow):
     progs, _ = runs
     device = load_target("zcu102-meadow").device("fpga")
     f, bandwidth = device.clock_hz, device.offchip_gbps * 1e9 / 8
-    checked = 0
+    checked = {"fpga.gemm": 0, "fpga.tphs_q": 0}
     for op in progs[dataflow].module.walk():
         if not isinstance(op, fpga.ScheduledOp):
             continue
@@ -103,19 +113,46 @@ def test_dma_ops_carry_every_offchip_byte_and_set_the_latency(runs, dataflow):
         assert all(d.seconds.value.data == pytest.approx(d.bytes.value.data / bandwidth, rel=1e-12) for d in ins + outs)
         assert all(d.double_buffered is not None for d in ins + outs)
         if isinstance(op, (fpga.GemmOp, fpga.TphsQOp)) and "fpga.unpack" not in op_names(progs[dataflow].module):
-            cycles = op.cycles.value.data if isinstance(op, fpga.GemmOp) else None
-            if cycles is not None:  # double-buffered: the transfers hide under the PEs or the PEs under them
-                body = max(cycles / f, sum(d.seconds.value.data for d in ins + outs))
-                fill = device.offchip_latency_ns * 1e-9 if moved else 0.0
-                assert op.latency_s.value.data == pytest.approx(device.op_overhead_cycles / f + fill + body, rel=1e-12)
-                checked += 1
-    assert checked > 0
+            cycles = op.cycles.value.data if isinstance(op, fpga.GemmOp) else tphs_q_cycles(op, device)
+            # double-buffered: the transfers hide under the PEs or the PEs under them
+            body = max(cycles / f, sum(d.seconds.value.data for d in ins + outs))
+            fill = device.offchip_latency_ns * 1e-9 if moved else 0.0
+            assert op.latency_s.value.data == pytest.approx(device.op_overhead_cycles / f + fill + body, rel=1e-12)
+            checked[op.name] += 1
+    assert checked["fpga.gemm"] > 0 and (checked["fpga.tphs_q"] > 0) == (dataflow == "tphs")
     names = op_names(progs[dataflow].module)
     if dataflow == "gemm":  # scores and probabilities go out and come back between the three passes
         whats = [op.what.data for op in progs[dataflow].module.walk() if isinstance(op, fpga.DmaInOp | fpga.DmaOutOp)]
         assert whats.count("scores") == 2 * 4 and whats.count("probs") == 2 * 4
     else:
         assert "fpga.dma_out" in names
+
+
+@pytest.mark.parametrize(("gbps", "latency_us"), [
+    (12, 1 + 0.2 + 20480 / 1.5e3),  # the preset's bandwidth: 13.65 us of DMA hide the 6.2 us pipeline
+    (51, 1 + 0.2 + 6.2),  # 20,480 B / 6.375 GB/s = 3.21 us of DMA under the 620 cycles
+])
+def test_tphs_q_latency_equals_the_hand_computed_pipeline(gbps, latency_us):
+    # tiny-llama prefill: S = T = 8 tokens, H = 4 heads of D = 32 over 2 KV heads, Q from K = 128 inputs.
+    # Per head, with the preset's 84 parallel PEs x 32 lanes, 12 broadcast PEs x 64 lanes, 32 softmax
+    # and 32 vector lanes (cycles):
+    #   Q        ceil(8/84) x 32 outputs x ceil(128/32)  = 128   (on the parallel PEs, before QKᵀ)
+    #   rope     ceil(6 ops x 8 x 32 / 32)               =  48
+    #   QKᵀ      ceil(8/84) x 8 keys x ceil(32/32)       =   8
+    #   softmax  2 passes x ceil(8 x 8 / 32)             =   4
+    #   SV       ceil(8/12) x 8 keys x ceil(32/64)       =   8
+    # 4 heads x (128 + 8) + (48 + 4 + 8) + 16 (softmax pipeline) = 620 cycles = 6.2 us at 100 MHz.
+    # DMA: Wq 128 x 128 int8 codes + 512 fp16 group-of-32 scales = 17,408 B, x 8 x 128 = 1,024 B,
+    # K and V 8 x 2 x 32 = 512 B each, output 8 x 4 x 32 = 1,024 B: 20,480 B.
+    # Latency = 100 cycles to issue (1 us) + 200 ns DMA latency + max(pipeline, DMA).
+    program = estimate_program("tiny-llama", "zcu102-meadow", seq_len=8, wbits=8, abits=8, dataflow="tphs",
+                               overrides=[f"fpga.offchip_gbps={gbps}"])
+    prefill = next(op for op in program.module.ops if getattr(op, "sym_name", None) and op.sym_name.data == "prefill")
+    fused = [op for op in prefill.walk() if isinstance(op, fpga.TphsQOp)]
+    assert len(fused) == 2  # one per layer
+    for op in fused:
+        assert op.offchip_bytes.value.data == 20480
+        assert op.latency_s.value.data == pytest.approx(latency_us * 1e-6, rel=1e-12)
 
 
 def test_dma_buffer_over_capacity_fails_verification():
