@@ -98,7 +98,7 @@ def main() -> None:
             continue
         print(f"\n### Decode linears of W{r['wbits']}A{r['abits']} by role: where the mapper put them "
               "(latency objective) and each device's cost\n")
-        print("| role | on PUD | CPU ms | PUD ms | CPU mJ | PUD mJ | CPU reads, MB |")
+        print(f"| role | on PUD | CPU ms | PUD ms | CPU mJ | PUD mJ | CPU reads ({r['cpu_format']}), MB |")
         print("|---|---|---|---|---|---|---|")
         for g in r["by_linear"]:
             print(f"| {g['role']} | {g['on_pud']} of {g['count']} | {g['cpu_ms']:.3f} | {g['pud_ms']:.3f} | "

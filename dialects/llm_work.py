@@ -15,7 +15,7 @@ from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, TensorTyp
 from xdsl.ir import Operation, SSAValue
 
 from pimc.dialects import llm
-from pimc.dialects.work import Work
+from pimc.dialects.work import CodedWeight, Work
 
 
 def element_bytes(typ: TensorType) -> float:
@@ -67,16 +67,18 @@ def _linear(op: llm.LinearOp) -> Work:
     flops = 2.0 * rows * n * k + (rows * n if op.bias is not None else 0)
     code_bits = op.wquant.code_bits if op.wquant is not None else 32.0
     dims = {"rows": rows, "n": n, "k": k}
+    coded: tuple[CodedWeight, ...] = ()
     if op.wquant is not None and op.wquant.integer_codes:
         # Integer codes: the span of one scale along k, and whether codes carry zero points.
         dims["wgroup"] = op.wquant.group.data if op.wquant.scale.data == "per_group" else k
         dims["wzero"] = 1 - op.wquant.symmetric.data
+        coded = (CodedWeight(n, k, code_bits, weight_storage_bytes(op)),)
     elif op.wquant is not None and op.wquant.format.data in llm.GGML_FORMATS:
         dims["ggml_block"] = op.wquant.group.data  # blocks with their own scales: no integer codes to compute with
     return Work(
         op.name, flops, math.ceil(code_bits), weight_storage_bytes(op) + bias_bytes, nbytes(op.input), nbytes(op.result),
         dims=dims, weight_bits=code_bits,
-        act_bits=op.aquant.code_bits if op.aquant is not None else 32.0,
+        act_bits=op.aquant.code_bits if op.aquant is not None else 32.0, coded_weights=coded,
     )
 
 
@@ -131,17 +133,21 @@ def _fused(op: llm.FusedOp) -> Work:
     once (weights at their storage size) and write only the result."""
     block = op.body.block
     parts = [op_work(inner) for inner in block.ops if not isinstance(inner, llm.YieldOp)]
-    weight_args = {arg for arg, value in zip(block.args, op.inputs) if _is_weight(value)}
+    weight_args = [arg for arg, value in zip(block.args, op.inputs) if _is_weight(value)]  # in operand order
     weight_bytes = 0.0
+    coded: list[CodedWeight] = []
     for arg in weight_args:
         linears = [u.operation for u in arg.uses if isinstance(u.operation, llm.LinearOp) and u.operation.weight is arg]
-        weight_bytes += min((weight_storage_bytes(lin) for lin in linears), default=nbytes(arg))
+        stored = min(linears, key=weight_storage_bytes, default=None)
+        weight_bytes += weight_storage_bytes(stored) if stored is not None else nbytes(arg)
+        if stored is not None:
+            coded.extend(op_work(stored).coded_weights)
     anchor = next((w for w in parts if w.op in ("llm.linear", "llm.attention")), parts[0])
     return Work(
         op.name, sum(w.flops for w in parts), min(w.compute_bits for w in parts), weight_bytes,
         sum(nbytes(v) for v in op.inputs if not _is_weight(v)), nbytes(op.result),
         dims=_merged(parts, "dims"), weight_bits=anchor.weight_bits, act_bits=anchor.act_bits,
-        hints=_merged(parts, "hints"),
+        coded_weights=tuple(coded), hints=_merged(parts, "hints"),
     )
 
 

@@ -72,6 +72,8 @@ def test_fused_work_is_the_sum_of_the_parts_minus_the_intermediates():
     # decode: x [1, 128] → gate/up [1, 344] → down [1, 128]; int4 codes of three weights, group 32
     assert work.flops == sum(w.flops for w in inner)
     assert work.weight_bytes == sum(w.weight_bytes for w in inner)
+    assert work.coded_weights == tuple(c for w in inner for c in w.coded_weights)  # what a llama.cpp CPU re-prices
+    assert [(c.n, c.k, c.code_bits) for c in work.coded_weights] == [(344, 128, 4.0), (344, 128, 4.0), (128, 344, 4.0)]  # gate, up, down
     assert work.input_bytes == 128 * 4 and work.output_bytes == 128 * 4
     unfused_bytes = sum(w.total_bytes for w in inner)
     intermediates = 4 * 344 * 4  # gate, silu, up and mul outputs: each written once and read once

@@ -5,23 +5,29 @@ from __future__ import annotations
 
 import pytest
 
-from pimc.dialects import llm
 from pimc.studies import mvdram
 from pimc.targets import load_target
 
 
 def test_cpu_baseline_streams_llama_cpp_q2_k_blocks():
     # Q2_K (ggml-common.h): 256 weights in 84 bytes = 2.625 bits per weight; the GeMV is memory-bound.
-    source = mvdram.LlamaCppWeights(mvdram.read_model(mvdram.GEMV).config, mvdram.GEMV, ggml_format="q2_k")
-    linears = [op for op in source.build(1, 1).walk() if isinstance(op, llm.LinearOp)]
-    assert [op.wquant.format.data for op in linears] == ["q2_k"]
+    # The IR holds per-channel 2-bit codes (the PUD side's); the i7 reads them as Q2_K (weight_format).
     cpu = load_target(mvdram.CPU_TARGET).device("cpu")
+    assert cpu.weight_format == "llama.cpp" == load_target(mvdram.PUD_TARGET).device("cpu").weight_format
     weight_bytes = 32000 * 4096 // 256 * 84
     assert weight_bytes == 43_008_000
     io_bytes = 4096 * 4 + 32000 * 4  # f32 activation in, f32 result out
     want_s = cpu.op_overhead_s + (weight_bytes + io_bytes) / (38.4e9 * 0.84)
     row = mvdram.gemv_row(2)
-    assert row["cpu_format"] == "q2_k" and row["cpu_ms"] == pytest.approx(want_s * 1e3, rel=1e-3)
+    assert row["cpu_format"] == "q2_k" and row["cpu_ms"] == pytest.approx(want_s * 1e3, rel=1e-12)
+
+
+def test_gemv_phases_are_read_off_the_lowered_pud_ops():
+    # W2A2: the 32000 outputs fit one chunk of 57,671 reliable columns and the 4096 inputs make blocks
+    # of 128 per subarray: 32 tasks. In-DRAM (pud.gemv) + host (pud.encode, pud.aggregate) = the kernel.
+    row = mvdram.gemv_row(2)
+    assert row["tasks"] == 4096 // 128 == 32
+    assert row["dram_ms"] + row["host_ms"] == pytest.approx(row["pud_ms"], rel=1e-12)
 
 
 def test_two_bit_gemv_within_tolerance_of_the_published_figures():

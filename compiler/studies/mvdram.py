@@ -11,13 +11,15 @@ The setting (see REFERENCE.md "DRAM processing-using-DRAM" and the presets' sour
   (98k row operations x 4 commands x 1.5 ns over 4 module streams = 0.147 ms); 8-bit activations
   need 4x the row operations.
 - CPU side: the paper's baseline is llama.cpp, whose q-bit weights are its block formats
-  (`LLAMA_CPP_FORMATS`, ggml-common.h): Q2_K stores 2.625 bits per weight (2-bit codes, a 4-bit
-  scale and min per 16 weights, two f16 per 256), Q4_K 4.5, Q8_0 8.5. The CPU streams those bytes
-  (it is memory-bound: the Q2_K AVX2 dot product needs ~22 cycles per 256 weights, 0.3-0.4 ms for
-  this GeMV on 8 cores, under the 1.33 ms of streaming 43 MB). llama.cpp quantizes the activation
-  to 8 bits (Q8_K / Q8_0) for its integer dot products: `CPU_ACT_BITS`. Widths llama.cpp has no
-  format for (1, 7) use B-bit codes with an f16 scale per 32 weights, the Q4_0 / Q8_0 block layout
-  (assumed).
+  (ggml-common.h): Q2_K stores 2.625 bits per weight (2-bit codes, a 4-bit scale and min per 16
+  weights, two f16 per 256), Q4_K 4.5, Q8_0 8.5. The i7 streams those bytes (it is memory-bound: the
+  Q2_K AVX2 dot product needs ~22 cycles per 256 weights, 0.3-0.4 ms for this GeMV on 8 cores, under
+  the 1.33 ms of streaming 43 MB). Both presets say so on the i7 (`weight_format = "llama.cpp"`,
+  `pimc.targets.cpu.weight_format`): the CPU baseline and the PUD system's host price a CPU linear
+  alike, from the same IR as the PUD side (q-bit codes), each device in the format its kernels read.
+  That is a cost assumption: execution keeps the IR's codes. llama.cpp quantizes the activation to 8
+  bits (Q8_K / Q8_0) for its integer dot products: `CPU_ACT_BITS`. Widths llama.cpp has no format
+  for (1, 7) use B-bit codes with an f16 scale per 32 weights, the Q4_0 / Q8_0 block layout (assumed).
 
 Layout reading (REFERENCE: "one DRAM row per input index j ... one RowCopy feeds q.M partial
 products"): pimc keeps one row per (input j, weight bit i) with the q planes reduced together in
@@ -38,36 +40,32 @@ err towards PUD losing, and the uncore during the in-DRAM phase is charged (the 
 no room for it). `HOST_WAIT_ALTERNATIVES` prices the other readings of what the host does then.
 Not reproduced within 25%: the energy ratios (see bench/reproduce_mvdram.py for the deviations).
 
-Decode placement: the mapper minimises latency, so a llama2-13b linear goes to PUD only where PUD is
-faster (or the CPU is busy: q_proj runs on PUD beside k_proj on the CPU). PUD's time does not shrink
-with the output count (a row holds all outputs of a chunk: 5,120 of 57,671 reliable columns used), so
-the 5120-output layers (q/k/v/o 5120x5120, down 5120x13824) take 0.221 / 0.586 ms at W2A2 against
-the CPU's 0.208 / 0.554 ms, and 0.871 / 2.321 ms against 0.411 / 1.103 ms at W4A4. That CPU reads
-the PUD side's per-channel codes (2.0 / 4.0 bits per weight), not the baseline's llama.cpp blocks
-(2.625 / 4.5): priced at the baseline's bytes (an experiment, not in the model) 241 of 281 linears
-go to PUD at 2-bit (1.76x, energy 3.80x) and still 81 at 4-bit (1.41x, 1.33x). The paper replaces
-every GeMV with PUD: the energy objective does that (the bench's "energy" rows).
+Decode placement: the mapper minimises latency, so a llama2-13b linear goes to PUD where PUD is
+faster, unless the CPU would otherwise sit idle (q_proj runs on the CPU beside k_proj on PUD). PUD's
+time does not shrink with the output count (a row holds all outputs of a chunk: 5,120 of 57,671
+reliable columns used), so the 5120-output layers (q/k/v/o 5120x5120, down 5120x13824) take
+0.221 / 0.586 ms at W2A2 against the host's 0.271 / 0.725 ms in Q2_K (241 of 281 linears on PUD:
+1.76x, energy 3.83x), and 0.871 / 2.321 ms against 0.461 / 1.240 ms in Q4_K at W4A4 (81 on PUD:
+1.41x, 1.33x). Priced in the PUD side's own per-channel codes (2.0 / 4.0 bits per weight, the model
+before the host read llama.cpp's format) the host looked faster than the baseline and took 160 of the
+2-bit linears (121 on PUD: 1.81x, 2.16x). The paper replaces every GeMV with PUD: the energy
+objective does that (the bench's "energy" rows). Outside 25%: the 2-bit energy ratio (+26%) and the
+4-bit one (-44%).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pimc
+from pimc.api import estimate_program
+from pimc.dialects import pud
 from pimc.studies import PER_CHANNEL
-from pimc.dialects import llm
-from pimc.frontends import ModelSource, read_model
-from pimc.frontends.gguf_model import weight_quant
+from pimc.targets.cpu.weight_format import llama_cpp_format
 
 GEMV = "gemv:32000x4096"
 E2E_MODEL = "llama2-13b"
 PUD_TARGET = "ddr4-pud-x4"
 CPU_TARGET = "cpu-i7-9700k"
 CPU_ACT_BITS = 8
-LLAMA_CPP_FORMATS = {2: "q2_k", 3: "q3_k", 4: "q4_k", 5: "q5_k", 6: "q6_k", 8: "q8_0"}
-"""llama.cpp's weight format of each width (the K-quants, and Q8_0 for 8 bits)."""
-FALLBACK_GROUP = 32
-"""Widths without a llama.cpp format: an f16 scale per 32 weights, as Q4_0 / Q8_0 (assumed)."""
 E2E_SETTING = {"seq_len": 8, "context": 256}
 
 PUBLISHED_GEMV = {2: {"cpu_ms": 1.44, "pud_ms": 0.19, "dram_ms": 0.14, "host_ms": 0.05, "speedup": 7.29}}
@@ -82,32 +80,15 @@ def pud_act_bits(wbits: int) -> int:
     return max(2, wbits)
 
 
-@dataclass(frozen=True)
-class LlamaCppWeights(ModelSource):
-    """A model whose linears store their weights in one llama.cpp block format (the CPU baseline)."""
-
-    ggml_format: str = "q2_k"
-
-    def build(self, seq_len: int, context: int):
-        module = super().build(seq_len, context)
-        quant = weight_quant(self.ggml_format, self.spec)
-        for op in module.walk():
-            if isinstance(op, llm.LinearOp):
-                op.properties["wquant"] = quant
-        return module
-
-
 def cpu_format(wbits: int) -> str:
-    return LLAMA_CPP_FORMATS.get(wbits, f"int{wbits} group {FALLBACK_GROUP}" if wbits > 1 else f"binary group {FALLBACK_GROUP}")
+    """The format the i7's kernels read a `wbits`-bit weight in (its `weight_format = "llama.cpp"`)."""
+    return llama_cpp_format(float(wbits))
 
 
-def cpu_estimate(spec: str, wbits: int, **kw) -> pimc.Report:
-    """The llama.cpp baseline on `cpu-i7-9700k`: weights in llama.cpp's format of `wbits` bits."""
-    if wbits in LLAMA_CPP_FORMATS:
-        source = read_model(spec)
-        source = LlamaCppWeights(source.config, source.spec, source.folder, ggml_format=LLAMA_CPP_FORMATS[wbits])
-        return pimc.estimate(source, CPU_TARGET, abits=CPU_ACT_BITS, **kw)
-    return pimc.estimate(spec, CPU_TARGET, wbits=wbits, abits=CPU_ACT_BITS, group=FALLBACK_GROUP, **kw)
+def cpu_estimate(spec: str, wbits: int, group: int = PER_CHANNEL, **kw) -> pimc.Report:
+    """The llama.cpp baseline on `cpu-i7-9700k`: the PUD side's IR (q-bit codes), which the i7's
+    kernels read in llama.cpp's format of `wbits` bits (the preset's `weight_format`)."""
+    return pimc.estimate(spec, CPU_TARGET, wbits=wbits, abits=CPU_ACT_BITS, group=group, **kw)
 
 
 def pud_estimate(spec: str, wbits: int, abits: int | None = None, group: int = PER_CHANNEL, **kw) -> pimc.Report:
@@ -119,30 +100,37 @@ def group_label(group: int) -> str:
     return "per-channel" if group == PER_CHANNEL else f"group {group}"
 
 
-def gemv_row(wbits: int, abits: int | None = None, group: int = PER_CHANNEL) -> dict:
-    """The GeMV at `wbits`: CPU and PUD time (in-DRAM and host parts), speedup, energy ratio."""
-    from pimc.dialects.llm_work import op_work
-    from pimc.frontends import build_module
-    from pimc.pipeline import graph_passes
-    from pimc.targets import load_target
-    from pimc.targets.dram_pud import breakdown
+def pud_phases(module) -> dict:
+    """The PUD ops of a lowered program as the mapper priced them: in-DRAM time (pud.gemv), host time
+    (pud.encode + pud.aggregate), row operations and subarray tasks (one per layout slot)."""
+    ops = list(module.walk())
 
-    abits = abits or pud_act_bits(wbits)
-    cpu = cpu_estimate(GEMV, wbits).data["kernel"]
-    pud = pud_estimate(GEMV, wbits, abits, group).data["kernel"]
-    target = load_target(PUD_TARGET)
-    module = build_module(read_model(GEMV).config, 1, 1)
-    graph_passes(module, wbits, group, abits)
-    linear = next(op for op in module.walk() if isinstance(op, llm.LinearOp))
-    phases = breakdown(target, target.device("pud"), op_work(linear))
+    def seconds(kinds: tuple[type, ...]) -> float:
+        return sum(op.properties["latency_s"].value.data for op in ops if isinstance(op, kinds))
+
     return {
-        "wbits": wbits, "abits": abits, "group": group_label(group), "cpu_format": cpu_format(wbits),
-        "cpu_ms": cpu["latency_s"] * 1e3, "pud_ms": pud["latency_s"] * 1e3,
-        "cpu_mj": cpu["energy_j"] * 1e3, "pud_mj": pud["energy_j"] * 1e3,
-        "dram_ms": phases.dram.latency_s * 1e3,
-        "host_ms": (phases.encode.latency_s + phases.aggregate.latency_s) * 1e3,
-        "tasks": phases.geometry.tasks, "row_ops": phases.counts.ops,
-        "speedup": cpu["latency_s"] / pud["latency_s"], "energy_ratio": cpu["energy_j"] / pud["energy_j"],
+        "dram_s": seconds((pud.GemvOp,)), "host_s": seconds((pud.EncodeOp, pud.AggregateOp)),
+        "row_ops": sum(op.properties["row_ops"].value.data for op in ops if isinstance(op, pud.GemvOp)),
+        "tasks": sum(len(op.layout.subarrays_offsets()[0]) for op in ops if isinstance(op, pud.PlaceOp)),
+    }
+
+
+def gemv_row(wbits: int, abits: int | None = None, group: int = PER_CHANNEL) -> dict:
+    """The GeMV at `wbits`: CPU and PUD time (in-DRAM and host parts, read off the lowered pud ops),
+    speedup, energy ratio."""
+    abits = abits or pud_act_bits(wbits)
+    cpu = cpu_estimate(GEMV, wbits, group).data["kernel"]
+    program = estimate_program(GEMV, PUD_TARGET, wbits=wbits, abits=abits, group=group)
+    pud_kernel = program.kernel_report().data["kernel"]
+    phases = pud_phases(program.module)
+    return {
+        "wbits": wbits, "abits": abits, "group": group_label(group), "scale_group": group,
+        "cpu_format": cpu_format(wbits),
+        "cpu_ms": cpu["latency_s"] * 1e3, "pud_ms": pud_kernel["latency_s"] * 1e3,
+        "cpu_mj": cpu["energy_j"] * 1e3, "pud_mj": pud_kernel["energy_j"] * 1e3,
+        "dram_ms": phases["dram_s"] * 1e3, "host_ms": phases["host_s"] * 1e3,
+        "tasks": phases["tasks"], "row_ops": phases["row_ops"],
+        "speedup": cpu["latency_s"] / pud_kernel["latency_s"], "energy_ratio": cpu["energy_j"] / pud_kernel["energy_j"],
     }
 
 
@@ -150,7 +138,7 @@ def e2e_row(wbits: int, abits: int | None = None, group: int = PER_CHANNEL, obje
     """llama2-13b decode at `wbits`: tokens/s and J/token on both targets; the mapper places the
     PUD system's ops for `objective` ("energy" puts every linear on PUD, as the paper does)."""
     abits = abits or pud_act_bits(wbits)
-    cpu = cpu_estimate(E2E_MODEL, wbits, **E2E_SETTING)
+    cpu = cpu_estimate(E2E_MODEL, wbits, group, **E2E_SETTING)
     pud = pud_estimate(E2E_MODEL, wbits, abits, group, objective=objective, **E2E_SETTING)
     linears = [r for r in pud.data["placement"]["decode"] if r["kind"] == "llm.linear"]
     return {
@@ -196,13 +184,17 @@ def core_power_w(cpu) -> float:
 
 
 def host_wait_ratios(row: dict) -> dict[str, float]:
-    """The GeMV energy ratio of `row` (a `gemv_row`) under each reading of `HOST_WAIT_ALTERNATIVES`."""
+    """The GeMV energy ratio of `row` (a `gemv_row`) under each reading of `HOST_WAIT_ALTERNATIVES`:
+    the PUD side re-estimated with the host's `uncore_power_w` set to that reading (`--set`)."""
     from pimc.targets import load_target
 
     cpu = load_target(PUD_TARGET).device("cpu")
-    charged_mj = cpu.uncore_power_w * row["dram_ms"]
-    return {label: row["cpu_mj"] / (row["pud_mj"] - charged_mj + watts(cpu) * row["dram_ms"])
-            for label, watts in HOST_WAIT_ALTERNATIVES.items()}
+    ratios = {}
+    for label, watts in HOST_WAIT_ALTERNATIVES.items():
+        pud = pud_estimate(GEMV, row["wbits"], row["abits"], row["scale_group"],
+                           overrides=[f"cpu.uncore_power_w={float(watts(cpu))!r}"])
+        ratios[label] = row["cpu_mj"] / (pud.data["kernel"]["energy_j"] * 1e3)
+    return ratios
 
 
 def deviation(got: float, want: float) -> float:

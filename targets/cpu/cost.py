@@ -10,6 +10,9 @@
                                                                        (package-power model)
     offchip_bytes = total_bytes
 
+total_bytes counts a linear's integer-coded weight in the format the device's kernels read
+(`weight_format`: the IR's codes, or llama.cpp's block format of that width; `weight_format.py`).
+
 Caches are not modelled: every operand byte (weights, inputs, outputs) is counted as traffic to the
 device's memory, once, at the bandwidth the cores sustain (peak x bandwidth_efficiency, a STREAM-like
 measurement of the machine). That is right for decode GEMVs whose weights far exceed the caches,
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING
 from pimc.dialects.work import Work
 from pimc.targets.cost import Cost
 from pimc.targets.cpu.schema import CpuDevice
+from pimc.targets.cpu.weight_format import weight_bytes
 from pimc.targets.device import width_key
 
 if TYPE_CHECKING:  # schema.py imports the kinds registry, which imports this module
@@ -40,13 +44,14 @@ def cpu_cost(device: CpuDevice, memory: Memory, work: Work) -> Cost:
     if work.flops == 0 and work.total_bytes == 0:
         return Cost(latency_s=0.0, energy_j=0.0, offchip_bytes=0.0)  # a view: no kernel runs
     key = width_key(work.compute_bits)
+    total_bytes = weight_bytes(device, work) + work.input_bytes + work.output_bytes
     compute_s = work.flops / device.peak_ops_per_s(work.compute_bits)
-    memory_s = work.total_bytes / device.sustained_bytes_per_s(memory.bandwidth_gb_per_s)
+    memory_s = total_bytes / device.sustained_bytes_per_s(memory.bandwidth_gb_per_s)
     latency_s = device.op_overhead_s + max(compute_s, memory_s)
-    memory_pj = work.total_bytes * memory.energy_pj_per_byte
+    memory_pj = total_bytes * memory.energy_pj_per_byte
     if device.busy_power_w is not None:
         energy_j = memory_pj * 1e-12 + device.busy_power_w * latency_s
     else:
         dynamic_pj = work.flops * getattr(device.energy_pj_per_op, key) + memory_pj
         energy_j = dynamic_pj * 1e-12 + device.static_power_w * latency_s
-    return Cost(latency_s=latency_s, energy_j=energy_j, offchip_bytes=float(work.total_bytes))
+    return Cost(latency_s=latency_s, energy_j=energy_j, offchip_bytes=float(total_bytes))

@@ -5,6 +5,7 @@ Two energy models, one per device:
 - package power: `busy_power_w` x time (a desktop package that draws about its power limit whenever
   its cores run a kernel, stalled on memory or not: cores keep clocking, speculating and polling).
 `uncore_power_w` prices the package while its cores wait on another device it drives (a PUD host).
+`weight_format` says which bytes its kernels read for a low-bit weight (`pimc.targets.cpu.weight_format`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class CpuDevice(DeviceBase):
         default=1.0, gt=0, le=1,
         description="fraction of the memory's peak bandwidth that all cores streaming together sustain "
         "(a STREAM-like measurement); 1.0 = peak",
+    )
+    weight_format: Literal["ir", "llama.cpp"] = Field(
+        default="ir",
+        description="storage format its kernels read integer-coded weights in: 'ir' = the codes and scales "
+        "the compiler's quantization chose; 'llama.cpp' = llama.cpp's block format of the weight width "
+        "(Q2_K..Q6_K, Q8_0, TQ1_0 for ternary; other widths: the codes + an f16 scale per 32 weights). "
+        "A cost-model storage assumption: execution keeps the IR's quantization",
     )
     cache_bytes: int | None = Field(
         default=None, gt=0,
