@@ -9,6 +9,10 @@ weights, unwritten state, in one home memory), its producer ran there, or a tran
 or reload) brought it; nothing reads a copy before its origin delivered the data. Weights and
 state stay in their home until the end, outputs somewhere until the end, and a resident device's
 weights sit in its own memory from time 0.
+
+Bandwidth: on every memory with a bandwidth (`MappingProblem.memory_bandwidth`) the draws of the
+ops and transfers running at each instant (bandwidth.op_rate / transfer_rate: average rates, the
+model's definition) sum to at most the bandwidth.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import heapq
 from collections import defaultdict
 
 from pimc.errors import ScheduleError
+from pimc.mapping.bandwidth import op_rate, transfer_rate
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import Schedule
 
@@ -162,6 +167,7 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
                          f"[{tr.start_s}, {tr.end_s}]")
 
     v += _data_flow_violations(problem, schedule, ok, res_of)
+    v += _bandwidth_violations(problem, schedule, ok)
 
     # Memories: known, capacity at every instant, addresses in range and disjoint.
     per_mem = defaultdict(list)
@@ -194,6 +200,34 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
                 v.append(f"tensor {r.tensor!r} at offset {r.offset_bytes} (+{size[r.tensor]} bytes) "
                          f"is outside memory {m!r} of {cap} bytes")
         v += _address_overlaps(m, placed, size)
+    return v
+
+
+def _bandwidth_violations(problem: MappingProblem, schedule: Schedule, ok: dict) -> list[str]:
+    """The first instant (and the sum drawn there) at which each memory's bandwidth is exceeded."""
+    if not problem.memory_bandwidth:
+        return []
+    events = defaultdict(list)  # memory -> (time, 0 end / 1 start, rate)
+    def draw(rates: dict[str, float], a: float, b: float) -> None:
+        if _before(a, b):
+            for m, r in rates.items():
+                events[m] += [(a, 1, r), (b - _tol(a, b), 0, -r)]  # touching intervals do not overlap
+    for s in ok.values():
+        if (s.op, s.device) in problem.costs:
+            draw(op_rate(problem, s.op, s.device), s.start_s, s.end_s)
+    for tr in schedule.transfers:
+        if tr.tensor in problem.tensors and (tr.src_memory, tr.dst_memory) in problem.links:
+            draw(transfer_rate(problem, tr.bytes, tr.src_memory, tr.dst_memory), tr.start_s, tr.end_s)
+    v = []
+    for m in sorted(events):
+        cap = problem.memory_bandwidth[m]
+        cur = 0.0
+        for t, _, r in sorted(events[m]):
+            cur += r
+            if cur > cap * (1 + REL_TOL):
+                v.append(f"memory {m!r} bandwidth exceeded at t={t} s: ops and transfers draw {cur:.6g} bytes/s, "
+                         f"bandwidth {cap:.6g} bytes/s")
+                break
     return v
 
 

@@ -1,9 +1,9 @@
 """Warm start for CP-SAT: the heuristic's schedule re-timed in the model's integer units.
 
 The heuristic placement (devices and order) is run again by the eviction simulator with the
-model's rounded durations, so every hinted value (starts, segments, addresses, transfers) is
-consistent with the model; CP-SAT then starts from a complete feasible solution whenever the
-simulator's choices fit the model (e.g. no more reloads than the model allows).
+model's rounded durations and bandwidth demands, so every hinted value (starts, segments,
+addresses, transfers) is consistent with the model; CP-SAT then starts from a complete feasible
+solution whenever the simulator's choices fit the model (e.g. no more reloads than it allows).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def unit_schedule(model: CpsatModel, placement: Sequence[tuple[str, str]], polic
     try:
         return sequence_schedule(
             p, placement, policy, op_time=lambda o, d: model.dur[(o, d)],
-            link_time=lambda t, a, b: model.scale.units(p.links[(a, b)].time_s(p.tensors[t].size_bytes)))
+            link_time=lambda t, a, b: model.scale.units(p.links[(a, b)].time_s(p.tensors[t].size_bytes)),
+            contention=model.contention)
     except ScheduleError:
         return None
 

@@ -11,6 +11,10 @@ Variables (time in TimeScale units):
   (`spill_to`), which needs a writeback (spill) of t unless t's home is that backing memory; a
   reader in the backing memory may read the spilled copy instead of a copy of its own.
 - per transfer: an optional fixed-size interval on its directed link; NoOverlap per link.
+- per shared memory (bandwidth.py): one cumulative over the op-on-device and transfer intervals
+  that draw on it, demands in MB/s rounded up, capacity its bandwidth in MB/s rounded down, so an
+  accepted schedule never overdraws it (ops are delayed, not slowed: conservative). Memories whose
+  users cannot overdraw them get nothing, and models without one are unchanged.
 
 Simplifications (each keeps schedules valid, possibly not globally optimal): one copy segment per
 (tensor, non-home memory) and reloads only where t's home is fixed by the problem (a fixed `home`,
@@ -24,8 +28,12 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
+from pimc.mapping.bandwidth import Contention
 from pimc.mapping.cpsat_time import TimeScale
 from pimc.mapping.problem import MappingProblem
+
+BANDWIDTH_UNIT = 1e6
+"""Bytes/s per integer step of a bandwidth demand (MB/s): small integers for the cumulative."""
 
 
 @dataclass
@@ -67,6 +75,8 @@ class CpsatModel:
         self.horizon = self._horizon()
         self.x: dict[tuple[str, str], cp_model.IntVar] = {}
         self.start: dict[str, cp_model.IntVar] = {}
+        self.op_interval: dict[tuple[str, str], cp_model.IntervalVar] = {}
+        self.contention = Contention.of(problem, BANDWIDTH_UNIT)
         self.end: dict[str, cp_model.IntVar] = {}
         self.segments: dict[tuple[str, str], list[Segment]] = {}
         self.transfers: list[Transfer] = []
@@ -143,7 +153,9 @@ class CpsatModel:
             for d in p.capable_devices(op.name):
                 x = m.new_bool_var(f"x_{op.name}_{d}")
                 self.x[(op.name, d)] = x
-                per_device[d].append(m.new_optional_interval_var(s, self.dur[(op.name, d)], e, x, f"i_{op.name}_{d}"))
+                iv = m.new_optional_interval_var(s, self.dur[(op.name, d)], e, x, f"i_{op.name}_{d}")
+                self.op_interval[(op.name, d)] = iv
+                per_device[d].append(iv)
                 lits.append(x)
             m.add_exactly_one(lits)
             m.add(self.makespan >= e)
@@ -167,6 +179,25 @@ class CpsatModel:
         for ivs in links.values():
             if len(ivs) > 1:
                 m.add_no_overlap(ivs)
+        self._bandwidth()
+
+    def _bandwidth(self) -> None:
+        """A cumulative per shared memory over the intervals that draw on it."""
+        c = self.contention
+        if c is None:
+            return
+        use: dict[str, tuple[list, list[int]]] = {mem: ([], []) for mem in c.capacity}
+        for key, iv in self.op_interval.items():
+            for mem, demand in c.op(*key):
+                use[mem][0].append(iv)
+                use[mem][1].append(demand)
+        for tr in self.transfers:
+            for mem, demand in c.transfer(tr.tensor, tr.src, tr.dst):
+                use[mem][0].append(tr.interval)  # type: ignore[attr-defined]
+                use[mem][1].append(demand)
+        for mem, (ivs, demands) in sorted(use.items()):
+            if len(ivs) > 1:
+                self.m.add_cumulative(ivs, demands, c.capacity[mem])
 
     def _inmem(self, op: str, mem: str):
         return self.inmem.get((op, mem), self._false)

@@ -12,6 +12,9 @@ gone (fragmentation), victims are evicted by the same policy until a lowest-addr
 operands fits, and if the op's own resident inputs are what fragments the space, they are spilled
 too and reloaded packed. So whenever the op's inputs + outputs fit the scratchpad (beside pinned
 tensors), the run finds a schedule.
+
+Shared memory bandwidth (bandwidth.py): each op and transfer starts at the earliest time its
+draws fit beside those already placed (delayed, never slowed: conservative).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pimc.errors import ScheduleError
+from pimc.mapping.bandwidth import Contention, Profile
 from pimc.mapping.list_scheduler import _assign_offsets
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
@@ -88,17 +92,20 @@ def sequence_schedule(problem: MappingProblem, placement: Sequence[tuple[str, st
                       policy: str = "belady", solver: str = "sequence",
                       op_time: Callable[[str, str], float] | None = None,
                       link_time: Callable[[str, str, str], float] | None = None,
-                      stats: dict[str, int] | None = None) -> Schedule:
+                      stats: dict[str, int] | None = None, contention: Contention | None = None) -> Schedule:
     """The schedule of `placement` (a topological order of (op, device)) under `policy`.
     op_time(op, device) / link_time(tensor, src, dst) replace the exact durations (the CP-SAT
     warm start runs this in integer time units). `stats`, if given, receives why it evicted:
     evictions_capacity / evictions_fragmentation (the live bytes did / did not leave room for the
     tensor being placed; fragmentation = room but no contiguous range) and bytes_capacity /
     bytes_fragmentation (the spills and reloads those evictions caused); repacks: ops whose own
-    resident inputs were spilled so that their operands could be packed."""
+    resident inputs were spilled so that their operands could be packed. `contention` (default: the
+    problem's, in bytes/s) gives the integer bandwidth draws, in the units of op_time/link_time's
+    caller (the warm start passes CP-SAT's)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown eviction policy {policy!r}")
-    run = _Run(problem, list(placement), policy, op_time, link_time)
+    run = _Run(problem, list(placement), policy, op_time, link_time,
+               contention if contention is not None else Contention.of(problem))
     schedule = run.schedule(solver)
     if stats is not None:
         stats.update(run.stats)
@@ -107,7 +114,7 @@ def sequence_schedule(problem: MappingProblem, placement: Sequence[tuple[str, st
 
 class _Run:
     def __init__(self, problem: MappingProblem, placement: list[tuple[str, str]], policy: str,
-                 op_time=None, link_time=None):
+                 op_time=None, link_time=None, contention: Contention | None = None):
         p = self.p = problem
         self.op_time = op_time or (lambda o, d: p.costs[(o, d)].latency_s)
         self.link_time = link_time or (lambda t, a, b: p.links[(a, b)].time_s(p.tensors[t].size_bytes))
@@ -131,6 +138,8 @@ class _Run:
         self.in_backing: set[str] = set()  # tensors with a valid copy in their scratchpad's backing
         self.dev_free = {d: 0.0 for d in p.devices}
         self.link_free: dict[tuple[str, str], float] = {}
+        self.contention = contention
+        self.bandwidth = None if contention is None else Profile(contention)
         self.slots: dict[str, OpSlot] = {}
         self.transfers: list[Transfer] = []
         self.residency: list[Residency] = []
@@ -186,7 +195,12 @@ class _Run:
         size = self.p.tensors[t].size_bytes
         sb = self.mem[src].live[t]
         start = max(not_before, sb.ready, self.link_free.get((src, dst), 0.0))
-        end = start + self.link_time(t, src, dst)
+        length = self.link_time(t, src, dst)
+        if self.bandwidth is not None:
+            draws = self.contention.transfer(t, src, dst)
+            start = self.bandwidth.earliest(start, length, draws)
+            self.bandwidth.add(start, length, draws)
+        end = start + length
         self.link_free[(src, dst)] = end
         sb.last = max(sb.last, end)
         self.transfers.append(Transfer(t, src, dst, start, end, size))
@@ -360,7 +374,12 @@ class _Run:
                 self._make_room(op.name, m, keep, i, missing)
                 pack = True
         start = ready
-        finish = start + self.op_time(op.name, d)
+        length = self.op_time(op.name, d)
+        if self.bandwidth is not None:
+            draws = self.contention.op(op.name, d)
+            start = self.bandwidth.earliest(start, length, draws)
+            self.bandwidth.add(start, length, draws)
+        finish = start + length
         self.slots[op.name] = OpSlot(op.name, d, start, finish)
         self.dev_free[d] = finish
         for t in new:

@@ -109,8 +109,16 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         home=_backed_homes(nodes, tensors, costs, target, spill_to),
         spill_to=spill_to,
         resident_devices=frozenset(d.name for d in target.devices if device_kind(d.kind).resident_weights),
+        memory_bandwidth=shared_bandwidth(target),
     )
     return problem, ir_ops
+
+
+def shared_bandwidth(target: Target) -> dict[str, float]:
+    """{memory: bytes/s} of the off-chip memories: devices and links that use one share its
+    bandwidth (mapping/bandwidth.py). On-chip SRAMs are per-device buffers: not limited."""
+    offchip = target.offchip_memories()
+    return {m.name: m.bandwidth_gb_per_s * 1e9 for m in target.memories if m.name in offchip}
 
 
 def scratchpads(target: Target) -> dict[str, str]:

@@ -4,6 +4,8 @@ Ops are taken by decreasing upward rank; each goes to the device that finishes i
 counting the transfers its inputs need over (one-at-a-time, directed) links. Tensors are then
 given first-fit addresses. There is no eviction or spilling in this heuristic: if the live
 tensors do not fit a memory, it raises ScheduleError rather than producing a wrong schedule.
+Ops and transfers start no earlier than their draws on shared memory bandwidth fit (bandwidth.py),
+so a device's finish time counts the wait for bandwidth.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import heapq
 from collections.abc import Sequence
 
 from pimc.errors import ScheduleError
+from pimc.mapping.bandwidth import Contention, Profile
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
 
@@ -81,6 +84,8 @@ def _heft(problem: MappingProblem, devs: tuple[str, ...]):
     avail: dict[tuple[str, str], float] = {(t, m): 0.0 for t, m in problem.home.items()}
     slots: dict[str, OpSlot] = {}
     transfers: list[Transfer] = []
+    contention = Contention.of(problem)
+    bandwidth = None if contention is None else Profile(contention)
 
     pending = {op.name: g.in_degree(op.name) for op in problem.ops}
     ready = [(-rank[n], order[n], n) for n, k in pending.items() if k == 0]
@@ -92,7 +97,7 @@ def _heft(problem: MappingProblem, devs: tuple[str, ...]):
         for d in devs:
             if (name, d) not in problem.costs:
                 continue
-            trial = _try_device(problem, op, d, dev_free[d], link_free, home, avail)
+            trial = _try_device(problem, op, d, dev_free[d], link_free, home, avail, bandwidth)
             if trial is not None and (best is None or trial[0] < best[0]):
                 best = trial + (d,)
         if best is None:
@@ -104,6 +109,11 @@ def _heft(problem: MappingProblem, devs: tuple[str, ...]):
         mem = problem.memory_of[d]
         slots[name] = OpSlot(name, d, start, end)
         dev_free[d] = end
+        if bandwidth is not None:
+            bandwidth.add(start, problem.costs[(name, d)].latency_s, contention.op(name, d))
+            for tr in new_transfers:
+                bandwidth.add(tr.start_s, problem.links[(tr.src_memory, tr.dst_memory)].time_s(tr.bytes),
+                              contention.transfer(tr.tensor, tr.src_memory, tr.dst_memory))
         for tr in new_transfers:
             transfers.append(tr)
             link_free[(tr.src_memory, tr.dst_memory)] = tr.end_s
@@ -122,8 +132,18 @@ def _heft(problem: MappingProblem, devs: tuple[str, ...]):
     return slots, transfers, home
 
 
-def _try_device(problem, op, d, free, link_free, home, avail):
-    """(finish, start, transfers) for op on device d, or None if an input cannot reach it."""
+def _try_device(problem, op, d, free, link_free, home, avail, bandwidth=None):
+    """(finish, start, transfers) for op on device d, or None if an input cannot reach it.
+    With a bandwidth profile, the transfers are placed in it while trying and taken out again."""
+    tried: list[tuple[float, float, tuple]] = []
+    try:
+        return _try_placed(problem, op, d, free, link_free, home, avail, bandwidth, tried)
+    finally:
+        for a, length, draws in tried:
+            bandwidth.remove(a, length, draws)
+
+
+def _try_placed(problem, op, d, free, link_free, home, avail, bandwidth, tried):
     mem = problem.memory_of[d]
     start = free
     lf: dict[tuple[str, str], float] = {}
@@ -143,14 +163,23 @@ def _try_device(problem, op, d, free, link_free, home, avail):
         key = (src, mem)
         nbytes = problem.tensors[t].size_bytes
         t0 = max(avail[(t, src)], lf.get(key, link_free.get(key, 0.0)))
-        t1 = t0 + link.time_s(nbytes)
+        length = link.time_s(nbytes)
+        if bandwidth is not None:
+            draws = bandwidth.c.transfer(t, src, mem)
+            t0 = bandwidth.earliest(t0, length, draws)
+            bandwidth.add(t0, length, draws)
+            tried.append((t0, length, draws))
+        t1 = t0 + length
         lf[key] = t1
         new.append(Transfer(t, src, mem, t0, t1, nbytes))
         start = max(start, t1)
     for t in op.outputs:  # a state updated in place must be written where it lives
         if t in home and home[t] != mem:
             return None
-    finish = start + problem.costs[(op.name, d)].latency_s
+    length = problem.costs[(op.name, d)].latency_s
+    if bandwidth is not None:
+        start = bandwidth.earliest(start, length, bandwidth.c.op(op.name, d))
+    finish = start + length
     return finish, start, new
 
 

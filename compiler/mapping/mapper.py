@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from pimc.errors import ScheduleError
+from pimc.mapping.bandwidth import shared_memories
 from pimc.mapping.blocks import Blocks, find_blocks
 from pimc.mapping.bounds import lower_bound
 from pimc.mapping.checker import schedule_violations
@@ -77,14 +78,15 @@ def _finish(problem: MappingProblem, s: Schedule, objective: Objective, note: st
 def _heuristic(problem: MappingProblem, objective: Objective) -> tuple[Schedule | None, str]:
     """The best of HEFT+Belady, topological+LRU and, for off-chip bytes on one device with a
     scratchpad, traffic_bound's least-bytes plan (traffic_plan, optimal when its tensors get
-    addresses; else its order + Belady). None if all fail."""
+    addresses; else its order + Belady; that plan ignores memory bandwidth, so not when a memory's
+    bandwidth is shared). None if all fail."""
     found, errors = [], []
     for name in ("heft", "topo-lru"):
         try:
             found.append(baseline(problem, name))
         except ScheduleError as e:
             errors.append(f"{name}: {e}")
-    plan = scratchpad_plan(problem) if objective.kind == "offchip" else None
+    plan = scratchpad_plan(problem) if objective.kind == "offchip" and not shared_memories(problem) else None
     if plan is not None:  # one device on a scratchpad: the least-bytes plan, with addresses if they fit
         try:
             exact = plan_schedule(problem)
@@ -275,4 +277,4 @@ def block_problem(problem: MappingProblem, names: list[str], heur: Schedule) -> 
     return MappingProblem(ops=ops, tensors=tensors, devices=problem.devices, memory_of=problem.memory_of,
                           capacity_bytes=problem.capacity_bytes, costs=costs, links=problem.links,
                           offchip_memories=problem.offchip_memories, home=home, spill_to=problem.spill_to,
-                          resident_devices=problem.resident_devices)
+                          resident_devices=problem.resident_devices, memory_bandwidth=problem.memory_bandwidth)

@@ -66,7 +66,12 @@ class MappingProblem:
     its first consumer's device). spill_to[m] names the backing memory that tensors in scratchpad m
     may be spilled to and reloaded from (links both ways required). resident_devices read their
     weights in place (crossbars, PUD layouts): such a weight lives in the device's memory from time
-    0 to the end; every other device streams or copies weights, as its cost model says."""
+    0 to the end; every other device streams or copies weights, as its cost model says.
+
+    memory_bandwidth[m] (bytes/s) makes memory m's bandwidth a shared resource (mapping/bandwidth.py):
+    every op on a device of m draws its cost's off-chip bytes / latency from it and every transfer
+    into or out of m its bytes / duration, and at every instant the draws must fit. Memories absent
+    from it (on-chip scratchpads, hand-made problems) are not limited."""
 
     ops: tuple[OpNode, ...]
     tensors: dict[str, Tensor]
@@ -79,6 +84,7 @@ class MappingProblem:
     home: dict[str, str] = field(default_factory=dict)
     spill_to: dict[str, str] = field(default_factory=dict)
     resident_devices: frozenset[str] = frozenset()
+    memory_bandwidth: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
@@ -115,6 +121,11 @@ class MappingProblem:
         for m in self.offchip_memories:
             if m not in memories:
                 bad(f"off-chip memory {m!r} has no capacity entry")
+        for m, bw in self.memory_bandwidth.items():
+            if m not in memories:
+                bad(f"bandwidth of {m!r}: no such memory")
+            if not bw > 0:
+                bad(f"bandwidth of {m!r} must be > 0, got {bw}")
 
         index: dict[str, int] = {}
         producer: dict[str, str] = {}

@@ -8,12 +8,14 @@ devices, transfers and scratchpad addresses, and is placed at the smallest offse
 - every tensor it takes from an earlier piece is ready in the memory the piece reads it from
   (its producer ended there, or a transfer, e.g. the write-back of a scratchpad output, arrived), and
 - every device, directed link and scratchpad address range it uses is free: its intervals do not
-  overlap the intervals already placed on the same resource.
+  overlap the intervals already placed on the same resource, and
+- the draws of its ops and transfers on shared memory bandwidth (bandwidth.py) fit beside those
+  already placed (the piece's own draws summed, as they run together).
 
-So the next block's weight loads run while the current block still computes, as far as links and
-scratchpad space allow. Memories without a backing (DRAM, device memories) get addresses after
-stitching, as in the list replay; a tensor passed between pieces through such a memory is one
-residency from its producer to its last reader. A piece that would need a boundary tensor where the
+So the next block's weight loads run while the current block still computes, as far as links,
+memory bandwidth and scratchpad space allow. Memories without a backing (DRAM, device memories) get
+addresses after stitching, as in the list replay; a tensor passed between pieces through such a
+memory is one residency from its producer to its last reader. A piece that would need a boundary tensor where the
 previous piece did not leave it raises ScheduleError (the mapper then replays instead).
 """
 
@@ -24,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from pimc.errors import ScheduleError
+from pimc.mapping.bandwidth import Contention, Profile
 from pimc.mapping.list_scheduler import _assign_offsets, lowest_gap
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
@@ -107,6 +110,8 @@ class Stitcher:
         self.device: dict[str, str] = {}  # op -> device, of every piece placed or being placed
         self.last: dict[tuple[str, str], int] = {}  # (tensor, memory) -> its latest residency index
         self.initial_mem: dict[str, str] = {}  # tensor present at time 0 -> the memory it starts in
+        self.contention = Contention.of(problem)
+        self.bandwidth = None if self.contention is None else Profile(self.contention)
 
     def add(self, piece: Piece) -> float:
         """Place `piece` at its earliest offset (devices and links exactly; scratchpad residencies
@@ -114,23 +119,27 @@ class Stitcher:
         self.device.update({piece.ops[x.op]: x.device for x in piece.schedule.slots.values()})
         timed = list(self._timed(piece))
         held = list(self._held(piece))
+        drawn = self._drawn(piece)
+        segments = [] if self.bandwidth is None else self.bandwidth.segments((a, b, d) for a, b, d in drawn)
         delta = self._dependency_offset(piece)
         while True:
-            delta = self._bump(timed, delta)
+            delta = self._bump(timed, delta, segments)
             offsets, later = self._addresses(held, delta)
             if offsets is not None:
                 break
             delta = later
         for key, a, b in timed:
             self.busy.setdefault(key, _Busy()).add(a + delta, b + delta)
+        for a, b, draws in drawn:
+            self.bandwidth.add(a + delta, b - a, draws)
         for (i, m, a, b, size), off in zip(held, offsets):
             self.busy.setdefault(("memory", m), _Busy()).add(a + delta, b + delta, off, off + size)
         self._emit(piece, delta, {i: off for (i, *_), off in zip(held, offsets)})
         return delta
 
-    def _bump(self, timed, delta: float) -> float:
-        """The smallest offset >= delta where no device or link interval overlaps a placed one:
-        every offset skipped overlaps the interval it was bumped past."""
+    def _bump(self, timed, delta: float, segments) -> float:
+        """The smallest offset >= delta where no device or link interval overlaps a placed one and
+        the piece's bandwidth draws fit: every offset skipped has a conflict."""
         moved = True
         while moved:
             moved = False
@@ -139,7 +148,21 @@ class Stitcher:
                 end = None if busy is None else busy.conflict_end(a + delta, b + delta)
                 if end is not None:
                     delta, moved = max(delta, end - a), True
+            if segments:
+                later = self.bandwidth.earliest_segments(delta, segments)
+                if later > delta:
+                    delta, moved = later, True
         return delta
+
+    def _drawn(self, piece: Piece) -> list:
+        """(start, end, draws) of the piece's ops and transfers that draw on shared bandwidth."""
+        c = self.contention
+        if c is None:
+            return []
+        s = piece.schedule
+        out = [(x.start_s, x.end_s, c.op(piece.ops[x.op], x.device)) for x in s.ops_in_order()]
+        out += [(t.start_s, t.end_s, c.transfer(piece.tensors[t.tensor], t.src_memory, t.dst_memory)) for t in s.transfers]
+        return [(a, b, d) for a, b, d in out if d and b > a]
 
     def _addresses(self, held, delta: float):
         """Addresses for the piece's scratchpad residencies at `delta` (first the one it was solved
@@ -233,8 +256,14 @@ class Stitcher:
             res = self.residency[i]
             start, length = self.ready[(name, src)], link.time_s(p.tensors[name].size_bytes)
             busy = self.busy.setdefault(("link", src, dst), _Busy())
-            while (end := busy.conflict_end(start, start + length)) is not None:
-                start = end
+            draws = () if self.contention is None else self.contention.transfer(name, src, dst)
+            while True:  # the link free and the draws fitting the memories' bandwidth
+                if (end := busy.conflict_end(start, start + length)) is not None:
+                    start = end
+                elif draws and (later := self.bandwidth.earliest(start, length, draws)) > start:
+                    start = later
+                else:
+                    break
             if start + length > res.end_s * (1 + _EPS):  # keep the source copy until the copy is done
                 if res.offset_bytes is not None and src in p.spill_to:
                     lo, hi = res.offset_bytes, res.offset_bytes + p.tensors[name].size_bytes
@@ -244,6 +273,8 @@ class Stitcher:
                     held.add(res.end_s, start + length, lo, hi)
                 self.residency[i] = Residency(name, src, res.start_s, start + length, res.offset_bytes, res.size_bytes)
             busy.add(start, start + length)
+            if draws:
+                self.bandwidth.add(start, length, draws)
             self.transfers.append(Transfer(name, src, dst, start, start + length, p.tensors[name].size_bytes))
             self._arrive(name, dst, start + length)
             self.open[(name, dst)] = len(self.residency)
