@@ -200,7 +200,16 @@ def test_checker_rejects_every_mutation():
         with pytest.raises(ScheduleError):
             check_schedule(p, bad)
         names.append(name)
-    assert len(names) == 10
+    # Bandwidth: two ops that each stream 0.6 x the bandwidth of their shared DRAM, solved one after
+    # the other, moved to run together.
+    from test_bandwidth import overlapped, streaming_pair
+    pair = streaming_pair(0.6)
+    s = solve_cpsat(pair, SolveOptions(time_limit_s=5.0))
+    check_schedule(pair, s)
+    with pytest.raises(ScheduleError, match="memory 'dram' bandwidth exceeded at t=0.0 s"):
+        check_schedule(pair, overlapped(pair, s))
+    names.append("streaming ops overlap on a shared memory")
+    assert len(names) == 11
 
 
 # -- mapper behaviour ---------------------------------------------------------------------------
