@@ -52,9 +52,9 @@ class _Memory:
         self.live: dict[str, _Block] = {}
         self.freed: list[tuple[int, int, float]] = []  # offset, size, free from
 
-    def hole(self, size: int, when: float, lowest: bool = False) -> int | None:
-        """First address with `size` bytes not live, free by `when` if possible (else the one
-        free soonest; with `lowest`, simply the lowest address); None if no gap is large enough."""
+    def hole(self, size: int, lowest: bool = False) -> int | None:
+        """An address with `size` bytes not live: the one whose range was freed soonest (ties: the
+        lowest; with `lowest`, simply the lowest address); None if no gap is large enough."""
         live = sorted((b.offset, b.offset + b.size) for b in self.live.values())
         cands = sorted({0, *(hi for _, hi in live), *(o + n for o, n, _ in self.freed)})
         best = None
@@ -207,8 +207,7 @@ class _Run:
         return start, end
 
     # -- memory ----------------------------------------------------------------------------------
-    def _place(self, m: str, t: str, keep: set[str], now: int, when: float = 0.0,
-               pack: bool = False) -> tuple[int, float]:
+    def _place(self, m: str, t: str, keep: set[str], now: int, pack: bool = False) -> tuple[int, float]:
         """An address for t in m and when that space is free. Scratchpads place online and evict
         (`pack`: at the lowest free address); other memories never evict, so their addresses are
         assigned after the run (offset -1)."""
@@ -218,7 +217,7 @@ class _Run:
                                 f"capacity {mem.capacity} bytes")
         if m not in self.p.spill_to:
             return -1, 0.0
-        while (off := mem.hole(size, when, lowest=pack)) is None:
+        while (off := mem.hole(size, lowest=pack)) is None:
             victim = self._victim(m, keep, now)
             if victim is None:
                 live = sum(b.size for b in mem.live.values())
@@ -298,7 +297,7 @@ class _Run:
                 src = self.home[t]
             else:
                 raise ScheduleError(f"op {op.name!r}: tensor {t!r} is nowhere to be read")
-            off, free = self._place(m, t, keep, i, self.dev_free[d], pack)
+            off, free = self._place(m, t, keep, i, pack)
             start, end = self._move(t, src, m, free)
             why = self.evicted.pop((t, m), None)
             if why is not None:  # a reload caused by an eviction
@@ -308,7 +307,7 @@ class _Run:
                 self.in_backing.add(t)  # a copy in its scratchpad's backing serves as the spilled copy
             ready = max(ready, end)
         for t in new:
-            off, free = self._place(m, t, keep, i, ready, pack)
+            off, free = self._place(m, t, keep, i, pack)
             mem.live[t] = _Block(t, off, p.tensors[t].size_bytes, _NEVER, _NEVER, 0.0, i)
             ready = max(ready, free)
         return ready
