@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pimc.errors import ScheduleError
 from pimc.mapping.bandwidth import Contention, Profile
@@ -42,6 +43,18 @@ class Piece:
     schedule: Schedule
     ops: dict[str, str]
     tensors: dict[str, str]
+
+
+class _Held(NamedTuple):
+    """A scratchpad residency of a piece: its index in the piece's schedule, where, when (end inf
+    for tensors kept to the end of the function), its size and the address it was solved with."""
+
+    index: int
+    memory: str
+    start: float
+    end: float
+    size: int
+    solved_offset: int
 
 
 def replica_names(problem: MappingProblem, block0: list[str], block_k: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -118,7 +131,7 @@ class Stitcher:
         keep their address when it is free, else take the lowest free one); returns the offset."""
         self.device.update({piece.ops[x.op]: x.device for x in piece.schedule.slots.values()})
         timed = list(self._timed(piece))
-        held = list(self._held(piece))
+        held = self._held(piece)
         drawn = self._drawn(piece)
         segments = [] if self.bandwidth is None else self.bandwidth.segments((a, b, d) for a, b, d in drawn)
         delta = self._dependency_offset(piece)
@@ -132,9 +145,9 @@ class Stitcher:
             self.busy.setdefault(key, _Busy()).add(a + delta, b + delta)
         for a, b, draws in drawn:
             self.bandwidth.add(a + delta, b - a, draws)
-        for (i, m, a, b, size), off in zip(held, offsets):
-            self.busy.setdefault(("memory", m), _Busy()).add(a + delta, b + delta, off, off + size)
-        self._emit(piece, delta, {i: off for (i, *_), off in zip(held, offsets)})
+        for h, off in zip(held, offsets):
+            self.busy.setdefault(("memory", h.memory), _Busy()).add(h.start + delta, h.end + delta, off, off + h.size)
+        self._emit(piece, delta, {h.index: off for h, off in zip(held, offsets)})
         return delta
 
     def _bump(self, timed, delta: float, segments) -> float:
@@ -164,17 +177,17 @@ class Stitcher:
         out += [(t.start_s, t.end_s, c.transfer(piece.tensors[t.tensor], t.src_memory, t.dst_memory)) for t in s.transfers]
         return [(a, b, d) for a, b, d in out if d and b > a]
 
-    def _addresses(self, held, delta: float):
+    def _addresses(self, held: list[_Held], delta: float):
         """Addresses for the piece's scratchpad residencies at `delta` (first the one it was solved
         with, else first fit), or (None, the next offset worth trying)."""
         offsets: list[int] = []
         mine: dict[str, list[tuple[float, float, int, int]]] = {}
-        for i, m, a, b, size in held:
+        for _, m, a, b, size, solved in held:
             start, end = a + delta, b + delta
             busy = self.busy.get(("memory", m))
             ranges = [] if busy is None else busy.overlapping(start, end)
             ranges += [(lo, hi) for s0, e0, lo, hi in mine.get(m, ()) if s0 < end and start < e0]
-            off = _fit(sorted(ranges), size, self.p.capacity_bytes[m], self.solved_offset[i])
+            off = _fit(sorted(ranges), size, self.p.capacity_bytes[m], solved)
             if off is None:
                 ends = [e for e in busy.ends_overlapping(start, end)] if busy is not None else []
                 later = min((e - a for e in ends if e - a > delta), default=None)
@@ -193,27 +206,23 @@ class Stitcher:
         for t in s.transfers:
             yield ("link", t.src_memory, t.dst_memory), t.start_s, t.end_s
 
-    def _held(self, piece: Piece):
-        """(index, scratchpad, start, end, size) of the piece's scratchpad residencies (end inf for
-        tensors kept to the end of the function), largest first among equal starts."""
+    def _held(self, piece: Piece) -> list[_Held]:
+        """The piece's scratchpad residencies by start, largest first among equal starts."""
         p, s = self.p, piece.schedule
-        self.solved_offset = {}
         out = []
         for i, r in enumerate(s.residency):
             if r.memory not in p.spill_to or r.offset_bytes is None:
                 continue
             name = piece.tensors[r.tensor]
             kept = self._kept_to_end(name, r.memory) or (
-                p.tensors[name].kind in ("weight", "state") and p.is_initial(name) and r.start_s <= 0.0
+                p.pinned(name) and p.is_initial(name) and r.start_s <= 0.0
                 and r.memory == piece.sub.home.get(r.tensor, r.memory))
             end = math.inf if kept else r.end_s
-            self.solved_offset[i] = r.offset_bytes
-            out.append((i, r.memory, r.start_s, end, p.tensors[name].size_bytes))
-        return sorted(out, key=lambda h: (h[2], -h[4], h[0]))
+            out.append(_Held(i, r.memory, r.start_s, end, p.tensors[name].size_bytes, r.offset_bytes))
+        return sorted(out, key=lambda h: (h.start, -h.size, h.index))
 
     def _kept_to_end(self, t: str, m: str) -> bool:
-        kind = self.p.tensors[t].kind
-        return kind == "output" or (kind in ("weight", "state") and self._home(t) == m)
+        return self.p.tensors[t].kind == "output" or (self.p.pinned(t) and self._home(t) == m)
 
     def _home(self, t: str) -> str | None:
         p = self.p
