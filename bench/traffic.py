@@ -39,9 +39,9 @@ from pimc.errors import ScheduleError
 from pimc.mapping import (
     Cost, LinkCost, MapOptions, MappingProblem, Objective, OpNode, Tensor, check_schedule, map_problem,
 )
-from pimc.mapping.traffic_bound import scratchpad_traffic
-from pimc.mapping.evict import sequence_schedule
 from pimc.mapping.list_scheduler import heft_placement
+from pimc.mapping.mapper import baseline
+from pimc.mapping.traffic_bound import scratchpad_traffic
 
 F32 = 4
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,14 +259,13 @@ def breakdown(p: MappingProblem, s) -> dict[str, int]:
     return out
 
 
-def _baseline(q: MappingProblem, name: str) -> dict:
-    """topo+LRU or HEFT+Belady: non-compulsory bytes, their breakdown and why it evicted."""
+BASELINES = {"lru": "topo-lru", "belady": "heft"}  # row key -> mapper.baseline name
+
+
+def _baseline(q: MappingProblem, key: str) -> dict:
+    """topo+LRU or HEFT+Belady (the mapper's own baselines): the schedule and why it evicted."""
     stats: dict[str, int] = {}
-    if name == "lru":
-        devices = dict(heft_placement(q))
-        s = sequence_schedule(q, [(op.name, devices[op.name]) for op in q.ops], "lru", stats=stats)
-    else:
-        s = sequence_schedule(q, heft_placement(q), "belady", stats=stats)
+    s = baseline(q, BASELINES[key], stats=stats)
     check_schedule(q, s)
     return {"schedule": s, "why": {k: stats[k] for k in ("bytes_capacity", "bytes_fragmentation",
                                                         "evictions_capacity", "evictions_fragmentation")}}

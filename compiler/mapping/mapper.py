@@ -46,14 +46,15 @@ class MapOptions:
     workers: int = 1
 
 
-def baseline(problem: MappingProblem, name: str) -> Schedule:
-    """One of the heuristic baselines by name (ScheduleError if it cannot schedule)."""
+def baseline(problem: MappingProblem, name: str, stats: dict[str, int] | None = None) -> Schedule:
+    """One of the heuristic baselines by name (ScheduleError if it cannot schedule). `stats`, if
+    given, receives why it evicted (evict.sequence_schedule's counters)."""
     if name == "heft":
-        return sequence_schedule(problem, heft_placement(problem), "belady", solver="heft+belady")
+        return sequence_schedule(problem, heft_placement(problem), "belady", solver="heft+belady", stats=stats)
     if name == "topo-lru":
         devices = dict(heft_placement(problem))
         return sequence_schedule(problem, [(op.name, devices[op.name]) for op in problem.ops], "lru",
-                                 solver="topo+lru")
+                                 solver="topo+lru", stats=stats)
     if name.startswith("single:"):
         device = name.split(":", 1)[1]
         if device not in problem.devices:
@@ -61,7 +62,7 @@ def baseline(problem: MappingProblem, name: str) -> Schedule:
         cannot = [op.name for op in problem.ops if (op.name, device) not in problem.costs]
         if cannot:
             raise ScheduleError(f"solver {name!r}: device {device!r} cannot run {len(cannot)} ops (first: {cannot[0]})")
-        return sequence_schedule(problem, heft_placement(problem, (device,)), "belady", solver=name)
+        return sequence_schedule(problem, heft_placement(problem, (device,)), "belady", solver=name, stats=stats)
     raise ScheduleError(f"unknown solver {name!r} (expected {', '.join(SOLVERS)} or single:DEVICE)")
 
 
