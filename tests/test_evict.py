@@ -148,3 +148,27 @@ def test_plan_schedule_is_valid_and_moves_exactly_the_bound():
             assert s.offchip_bytes(q) == scratchpad_traffic(q)
             fits += 1
     assert fits == 8
+
+
+def test_byte_bound_search_is_shared_across_state_limits(monkeypatch):
+    """The bench searches with a larger state limit than the mapper: the mapper (bound, plan,
+    plan schedule) reuses that search, and every limit gets what a search of its own would give
+    (None below the states the search needed); only a search abandoned at a smaller limit is redone."""
+    from pimc.mapping import traffic_bound
+
+    real = traffic_bound._search
+    calls = []
+    monkeypatch.setattr(traffic_bound, "_search", lambda p, limit: calls.append(limit) or real(p, limit))
+    p = random_dag(6)
+    (best, _), needed = real(p, 10**6)  # the states this search expands (not cached)
+    assert 1 < needed < traffic_bound.MAX_STATES
+    assert scratchpad_traffic(p, max_states=200_000) == best and calls == [200_000]
+    s = map_problem(p, MapOptions(objective=Objective("offchip"), time_limit_s=2.0))
+    check_schedule(p, s)
+    assert s.bound == best and calls == [200_000]  # the mapper searched nothing
+    assert real(p, needed - 1) == (None, needed - 1)  # a search of its own at one state less fails...
+    assert scratchpad_traffic(p, needed - 1) is None and scratchpad_traffic(p, needed) == best  # ...so does the cache
+    assert calls == [200_000]
+    q = dataclasses.replace(p)  # a fresh problem: abandoned at a small limit, searched again at a larger one
+    assert scratchpad_traffic(q, needed - 1) is None and scratchpad_traffic(q, 10) is None
+    assert scratchpad_traffic(q, needed) == best and calls == [200_000, needed - 1, needed]

@@ -14,6 +14,7 @@ by Dijkstra over (ops done, tensors resident, tensors written back) and abandone
 from __future__ import annotations
 
 import heapq
+import math
 
 from pimc.mapping.problem import MappingProblem
 
@@ -36,26 +37,31 @@ def scratchpad_plan(problem: MappingProblem, max_states: int = MAX_STATES) -> tu
 
 def scratchpad_actions(problem: MappingProblem, max_states: int = MAX_STATES) -> tuple[int, list[tuple[str, str]]] | None:
     """scratchpad_traffic and the steps attaining it: ("evict", tensor) and ("run", op), in order.
-    Kept on the (immutable) problem: the bound, the warm start and the plan schedule share it."""
-    memo = problem.__dict__.setdefault("_scratchpad_actions", {})
-    if max_states not in memo:
-        memo[max_states] = _search(problem, max_states)
-    return memo[max_states]
+    Kept on the (immutable) problem with how many states the search expanded, so that the bound,
+    the warm start, the plan schedule and a caller with another limit share one search: a search
+    that succeeded after n states answers every limit (None below n, as a new search would), and
+    one abandoned at limit L answers every limit up to L."""
+    found, states = problem.__dict__.get("_scratchpad_actions", (None, -1))
+    if found is None and states < max_states:
+        found, states = problem.__dict__["_scratchpad_actions"] = _search(problem, max_states)
+    return found if found is not None and states <= max_states else None
 
 
-def _search(problem: MappingProblem, max_states: int) -> tuple[int, list[tuple[str, str]]] | None:
+def _search(problem: MappingProblem, max_states: int) -> tuple[tuple[int, list[tuple[str, str]]] | None, float]:
+    """(the least traffic and its steps, the states expanded to find it), or (None, the largest
+    limit known to fail: max_states when abandoned, inf when no limit would help)."""
     p = problem
     if len(p.devices) != 1:
-        return None
+        return None, math.inf
     m = p.memory_of[p.devices[0]]
     backing = p.spill_to.get(m)
     if backing is None or backing not in p.offchip_memories:
-        return None
+        return None, math.inf
     if any(t.kind == "state" for t in p.tensors.values()):
-        return None
+        return None, math.inf
     names = sorted(t for t in p.tensors if p.uses[t])
     if any(p.is_initial(t) and p.home.get(t) != backing for t in names):
-        return None
+        return None, math.inf
     bit = {t: 1 << i for i, t in enumerate(names)}
     size = [p.tensors[t].size_bytes for t in names]
     initial = sum(bit[t] for t in names if p.is_initial(t))
@@ -94,10 +100,10 @@ def _search(problem: MappingProblem, max_states: int) -> tuple[int, list[tuple[s
             while state != start:
                 state, step = parent[state]
                 steps.append(step)
-            return cost, steps[::-1]
+            return (cost, steps[::-1]), seen
         seen += 1
         if seen > max_states:
-            return None
+            return None, max_states
         moves = []
         for i in members(resident):  # evict one tensor (every resident one is still needed)
             b = 1 << i
@@ -123,5 +129,5 @@ def _search(problem: MappingProblem, max_states: int) -> tuple[int, list[tuple[s
                 best[s] = c
                 parent[s] = (state, step)
                 heapq.heappush(heap, (c, s))
-    return None
+    return None, math.inf  # every order runs out of scratchpad
 
