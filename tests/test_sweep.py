@@ -11,6 +11,7 @@ import os
 import re
 import struct
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -361,20 +362,40 @@ def test_dask_cluster_of_worker_processes_gives_the_local_results(tmp_path):
     assert len(journal) == 4 and all(r["status"] == "ok" for r in journal)
 
 
-def _append_records(path: str, prefix: str, count: int) -> None:
-    from pimc.sweep.journal import Journal
+class _PiecewiseOs:
+    """`os` for the journal, except that a write takes at most 1000 bytes and then lets the other
+    process run: a line becomes many O_APPEND writes, which only the lock keeps together (one
+    write of a whole line would be atomic without it)."""
 
-    journal = Journal(Path(path))
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def write(fd: int, data) -> int:
+        n = os.write(fd, data[:1000])
+        time.sleep(1e-4)
+        return n
+
+
+def _append_records(path: str, prefix: str, count: int, start) -> None:
+    from pimc.sweep import journal as journal_module
+
+    journal_module.os = _PiecewiseOs()  # in this forked child only
+    journal = journal_module.Journal(Path(path))
+    start.wait(30)  # both children append at the same time
     for i in range(count):
         journal.append({"key": f"{prefix}{i}", "status": "ok", "pad": "x" * 20000})  # lines past one pipe/page buffer
 
 
 def test_concurrent_appends_keep_whole_lines(tmp_path):
+    """Two processes append 40 lines of 20 kB each, 1000 bytes per write: whole lines, thanks to
+    the flock (without it, the pieces interleave)."""
     import multiprocessing
 
     path = tmp_path / "journal.jsonl"
     context = multiprocessing.get_context("fork")  # the children need only the journal, already imported
-    procs = [context.Process(target=_append_records, args=(str(path), p, 40)) for p in "ab"]
+    start = context.Barrier(2)
+    procs = [context.Process(target=_append_records, args=(str(path), p, 40, start)) for p in "ab"]
     for proc in procs:
         proc.start()
     for proc in procs:
