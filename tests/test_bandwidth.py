@@ -68,6 +68,15 @@ def test_pair_at_0_6_is_serialized_by_cpsat_heft_and_baselines():
     assert mapped.makespan_s == pytest.approx(2 * MS, rel=1e-12)
 
 
+def test_lower_bound_counts_the_bytes_a_shared_memory_must_deliver():
+    from pimc.mapping.bounds import lower_bound
+    # 2 x 0.6 x BW x 1 ms bytes at BW: 1.2 ms, above the 1 ms critical path and work per device.
+    assert lower_bound(streaming_pair(0.6), Objective()) == pytest.approx(1.2 * MS)
+    assert lower_bound(streaming_pair(0.6, bandwidth=False), Objective()) == pytest.approx(MS)
+    p = random_streaming(1)
+    assert lower_bound(p, Objective()) <= map_problem(p).makespan_s * (1 + 1e-9)
+
+
 def test_pair_at_0_4_overlaps():
     p = streaming_pair(0.4)
     s = solve_cpsat(p, SolveOptions(time_limit_s=5.0))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pimc.mapping.bandwidth import op_rate, shared_memories
 from pimc.mapping.objective import Objective
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.traffic_bound import scratchpad_traffic
 
 
 def lower_bound(problem: MappingProblem, objective: Objective) -> float | None:
-    """Makespan: the longer of the critical path (each op at its fastest, no transfers) and the
-    total fastest work spread over all devices. Energy: each op at its cheapest. Off-chip bytes:
+    """Makespan: the longest of the critical path (each op at its fastest, no transfers), the
+    total fastest work spread over all devices and, per shared memory, the least bytes its ops must
+    draw from it (each op on the device that draws least there) over its bandwidth. Energy: each op at its cheapest. Off-chip bytes:
     each op at its cheapest plus compulsory traffic (an off-chip input no reader can read in place,
     an output only scratchpad devices can produce), or for one device on a scratchpad the least
     traffic of any op order and eviction counted in bytes (traffic_bound). None for a mix."""
@@ -19,7 +21,8 @@ def lower_bound(problem: MappingProblem, objective: Objective) -> float | None:
         finish: dict[str, float] = {}
         for op in p.ops:
             finish[op.name] = fastest[op.name] + max((finish[u] for u in p.graph.predecessors(op.name)), default=0.0)
-        return max(max(finish.values(), default=0.0), sum(fastest.values()) / max(1, len(p.devices)))
+        return max(max(finish.values(), default=0.0), sum(fastest.values()) / max(1, len(p.devices)),
+                   *(_bandwidth_time(p, m) for m in shared_memories(p)))
     if objective.kind == "energy":
         return sum(min(p.costs[(op.name, d)].energy_j for d in p.capable_devices(op.name)) for op in p.ops)
     if objective.kind == "offchip":
@@ -38,3 +41,10 @@ def lower_bound(problem: MappingProblem, objective: Objective) -> float | None:
         exact = scratchpad_traffic(p)  # one device on a scratchpad: every order and eviction, in bytes
         return ops + max(total, exact or 0)
     return None
+
+
+def _bandwidth_time(p: MappingProblem, memory: str) -> float:
+    """Seconds the bytes that ops must draw from `memory` need at its full bandwidth."""
+    drawn = sum(min(op_rate(p, op.name, d).get(memory, 0.0) * p.costs[(op.name, d)].latency_s
+                    for d in p.capable_devices(op.name)) for op in p.ops)
+    return drawn / p.memory_bandwidth[memory]
