@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ from pimc.targets import Target, load_target
 from pimc.mapping.schedule import Schedule
 from pimc.timeline import Event, TimelineRecorder, phase_events
 from pimc.trace import build_trace
-from pimc.transfers import link_usage, transfer_events
+from pimc.transfers import (TransferEvent, link_usage, offchip_transfer_bytes, offchip_transfer_bytes_by_device,
+                            transfer_events)
 
 
 @dataclass(frozen=True)
@@ -100,18 +102,36 @@ class Program:
     def context(self) -> int:
         return self.manifest["options"]["context"]
 
-    def _schedules(self) -> dict[str, Schedule]:
+    @cached_property
+    def _parsed_schedules(self) -> dict[str, Schedule]:
         return {name: Schedule.from_json(data) for name, data in self.schedules.items()}
+
+    def _schedules(self) -> dict[str, Schedule]:
+        """Each phase's checked schedule, parsed once."""
+        return self._parsed_schedules
+
+    def _transfers(self, events: list[Event]) -> list[TransferEvent]:
+        return transfer_events(events, self._schedules(), self.target)
+
+    @cached_property
+    def _one_call_each(self) -> tuple[list[Event], list[TransferEvent]]:
+        """One call of each phase as scheduled, each from time 0, and its transfers (the static figures)."""
+        phases = (KERNEL_FUNCTION,) if self.manifest.get("kernel") else ("prefill", "decode")
+        events = [e for phase in phases for e in phase_events(self.module, phase)]
+        return events, self._transfers(events)
 
     def _phase_stats(self, phase: str) -> PhaseStats:
         """One call of `phase` as scheduled: its ops and its transfers over links."""
-        events = phase_events(self.module, phase)
-        return PhaseStats.of(events, transfer_events(events, self._schedules(), self.target))
+        events, transfers = self._one_call_each
+        return PhaseStats.of([e for e in events if e.phase == phase], [t for t in transfers if t.phase == phase])
 
-    def _report(self, events, extra: dict | None = None) -> Report:
-        prefill = self._phase_stats("prefill")
-        decode = self._phase_stats("decode")
+    def _usage(self, events: list[Event], transfers: list[TransferEvent]) -> dict[str, Any]:
+        """The `devices` and `links` sections of `events` and their `transfers`."""
         kinds = {d.name: d.kind for d in self.target.devices}
+        return {"devices": device_usage(events, kinds, offchip_transfer_bytes_by_device(transfers, self.target)),
+                "links": link_usage(transfers, self.target)}
+
+    def _report(self, events: list[Event], transfers: list[TransferEvent], extra: dict | None = None) -> Report:
         return Report(
             build_report(
                 model=self.manifest["model"],
@@ -119,10 +139,9 @@ class Program:
                 compile_s=self.compile_s,
                 prompt_tokens=self.seq_len,
                 context=self.context,
-                prefill=prefill,
-                decode=decode,
-                devices=device_usage(events, kinds),
-                links=link_usage(transfer_events(events, self._schedules(), self.target), self.target),
+                prefill=self._phase_stats("prefill"),
+                decode=self._phase_stats("decode"),
+                **self._usage(events, transfers),
                 schedule=self.manifest["schedule"],
                 placement=self.manifest.get("placement"),
                 extra={**report_sections(self.module), **(extra or {})},
@@ -131,16 +150,13 @@ class Program:
 
     def report(self) -> Report:
         """Static figures: one prefill and one decode step, as scheduled."""
-        return self._report(phase_events(self.module, "prefill") + phase_events(self.module, "decode"))
+        return self._report(*self._one_call_each)
 
     def kernel_report(self) -> Report:
         """Static figures of a kernel model (`gemv:MxK`, `gemm:MxKxN`): its one function, as scheduled."""
-        events = phase_events(self.module, KERNEL_FUNCTION)
-        kinds = {d.name: d.kind for d in self.target.devices}
         return Report(build_kernel_report(
             model=self.manifest["model"], target=self.target.name, compile_s=self.compile_s,
-            kernel=self._phase_stats(KERNEL_FUNCTION), devices=device_usage(events, kinds),
-            links=link_usage(transfer_events(events, self._schedules(), self.target), self.target),
+            kernel=self._phase_stats(KERNEL_FUNCTION), **self._usage(*self._one_call_each),
             schedule=self.manifest["schedule"], placement=self.manifest.get("placement"),
         ))
 
@@ -150,23 +166,28 @@ class Program:
         executor = Executor(self.module, self.weights, recorder)
         generation = executor.generate(list(prompt), tokens)
         events = recorder.events
-        transfers = transfer_events(events, self._schedules(), self.target)
+        transfers = self._transfers(events)
+        ops_offchip = sum(e.offchip_bytes for e in events)
         run = {
             "prompt_tokens": len(prompt),
             "generated_tokens": len(generation.tokens),
             "latency_s": max([e.end_s for e in events] + [t.end_s for t in transfers], default=0.0),
             "energy_j": sum(e.energy_j for e in events) + sum(t.energy_j for t in transfers),
-            "offchip_bytes": sum(e.offchip_bytes for e in events),
+            "offchip_bytes": ops_offchip + offchip_transfer_bytes(transfers),
+            "ops_offchip_bytes": ops_offchip,
         }
         simulator = executor.stats()  # e.g. the ADC error of crossbar devices
         extra = {"run": run, **({"simulator": simulator} if simulator else {})}
-        return RunResult(generation.tokens, generation.logits, self._report(events, extra), tuple(events))
+        return RunResult(generation.tokens, generation.logits, self._report(events, transfers, extra), tuple(events))
 
     def trace(self, result: RunResult | None = None) -> dict[str, Any]:
         """A Chrome/Perfetto trace: of `result`'s run, or else of one prefill then one decode step."""
-        events = list(result.events) if result is not None else self._static_events()
-        kinds = {m.name: m.kind for m in self.target.memories}
-        return build_trace(events, self._schedules(), kinds, title=f"{self.manifest['model']} on {self.target.name}")
+        if result is None:
+            events, transfers = self._static_timeline
+        else:
+            events = list(result.events)
+            transfers = self._transfers(events)
+        return build_trace(events, self._schedules(), transfers, title=f"{self.manifest['model']} on {self.target.name}")
 
     def plots(self, directory: str | Path, result: RunResult | None = None) -> list[Path]:
         """PNG plots (Gantt, memory, energy, rooflines) of `result`'s run, or else of one prefill
@@ -185,11 +206,18 @@ class Program:
         return write_plots(data, directory)
 
     def _static_events(self) -> list[Event]:
+        return list(self._static_timeline[0])
+
+    @cached_property
+    def _static_timeline(self) -> tuple[list[Event], list[TransferEvent]]:
+        """One prefill then one decode step on one time axis (or the kernel's one call), and its transfers."""
         if self.manifest.get("kernel"):
-            return phase_events(self.module, KERNEL_FUNCTION)
-        prefill = phase_events(self.module, "prefill")
-        end = max((e.end_s for e in prefill), default=0.0)
-        return prefill + phase_events(self.module, "decode", offset_s=end)
+            events = phase_events(self.module, KERNEL_FUNCTION)
+        else:
+            prefill = phase_events(self.module, "prefill")
+            end = max((e.end_s for e in prefill), default=0.0)
+            events = prefill + phase_events(self.module, "decode", offset_s=end)
+        return events, self._transfers(events)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (the model's tokenizer; an error when it has none)."""

@@ -7,12 +7,12 @@ report sums what the simulator executed. Both go through `build_report`, so keys
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pimc.timeline import Event
-from pimc.transfers import TransferEvent
+from pimc.transfers import TransferEvent, offchip_transfer_bytes
 
 SCHEMA = "pimc.report/1"
 
@@ -22,20 +22,28 @@ class PhaseStats:
     latency_s: float
     energy_j: float
     offchip_bytes: float
+    """The ops' own off-chip bytes plus the transfers that cross the chip's edge (`pimc.transfers.OFFCHIP_ROLES`)."""
+    ops_offchip_bytes: float | None = None
+    """The ops' own part of `offchip_bytes`: what their cost models count."""
 
     @classmethod
     def of(cls, events: list[Event], transfers: Iterable[TransferEvent] = ()) -> PhaseStats:
         """Latency: the span of the ops and the transfers (a scratchpad's first loads come before
         its first op); energy: the ops' and the links' (each transfer's bytes times its link's
-        energy per byte); off-chip bytes: what the ops' cost models count."""
+        energy per byte); off-chip bytes: what the ops' cost models count plus the loads, spills,
+        reloads and writebacks between on-chip and off-chip memory."""
         transfers = list(transfers)
         starts = [e.start_s for e in events] + [t.start_s for t in transfers]
         ends = [e.end_s for e in events] + [t.end_s for t in transfers]
         energy = sum(e.energy_j for e in events) + sum(t.energy_j for t in transfers)
-        return cls(max(ends, default=0.0) - min(starts, default=0.0), energy, sum(e.offchip_bytes for e in events))
+        ops = sum(e.offchip_bytes for e in events)
+        return cls(max(ends, default=0.0) - min(starts, default=0.0), energy, ops + offchip_transfer_bytes(transfers), ops)
 
 
-def device_usage(events: Iterable[Event], kinds: dict[str, str]) -> dict[str, dict[str, Any]]:
+def device_usage(events: Iterable[Event], kinds: dict[str, str],
+                 transfer_offchip: Mapping[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Busy time, energy, ops and off-chip bytes per device; `transfer_offchip` ({device: bytes},
+    `pimc.transfers.offchip_transfer_bytes_by_device`) adds the edge-crossing transfers charged to it."""
     usage = {name: {"kind": kind, "busy_s": 0.0, "energy_j": 0.0, "ops": 0, "offchip_bytes": 0.0}
              for name, kind in sorted(kinds.items())}
     for e in events:
@@ -44,6 +52,10 @@ def device_usage(events: Iterable[Event], kinds: dict[str, str]) -> dict[str, di
         u["energy_j"] += e.energy_j
         u["ops"] += 1
         u["offchip_bytes"] += e.offchip_bytes
+    for u in usage.values():
+        u["ops_offchip_bytes"] = u["offchip_bytes"]
+    for name, nbytes in (transfer_offchip or {}).items():
+        usage[name]["offchip_bytes"] += nbytes
     return usage
 
 
@@ -129,7 +141,10 @@ def build_kernel_report(
 
 
 def _stats(stats: PhaseStats) -> dict[str, float]:
-    return {"latency_s": stats.latency_s, "energy_j": stats.energy_j, "offchip_bytes": stats.offchip_bytes}
+    out = {"latency_s": stats.latency_s, "energy_j": stats.energy_j, "offchip_bytes": stats.offchip_bytes}
+    if stats.ops_offchip_bytes is not None:
+        out["ops_offchip_bytes"] = stats.ops_offchip_bytes
+    return out
 
 
 def to_json(report: dict[str, Any]) -> str:
@@ -159,18 +174,27 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"| time to first token | {_si(report['ttft_s'], 's')} |",
         f"| tokens/s | {tps:.2f} |" if tps else "| tokens/s | n/a |",
         f"| J/token | {_si(report['joules_per_token'], 'J')} |",
-        f"| off-chip traffic | {_mb(p['offchip_bytes'])} prefill, {_mb(d['offchip_bytes'])}/token decode |",
+        f"| off-chip traffic | {_mb(p['offchip_bytes'])} prefill{_offchip_split(p)}, "
+        f"{_mb(d['offchip_bytes'])}/token decode{_offchip_split(d)} |",
         _schedule_row(report["schedule"]),
     ]
     if "run" in report:
         r = report["run"]
         lines.append(f"| run | {r['generated_tokens']} tokens in {_si(r['latency_s'], 's')}, {_si(r['energy_j'], 'J')}, "
-                     f"{_mb(r['offchip_bytes'])} off-chip |")
+                     f"{_mb(r['offchip_bytes'])} off-chip{_offchip_split(r)} |")
     return "\n".join(lines + _devices_markdown(report) + _top_ops_markdown(report) + _placement_markdown(report)) + "\n"
 
 
 def _mb(nbytes: float) -> str:
     return f"{nbytes / 1e6:.3f} MB"
+
+
+def _offchip_split(stats: dict[str, Any]) -> str:
+    """' (X by ops + Y by transfers)' where loads, spills, reloads or writebacks add to the ops' own bytes."""
+    ops = stats.get("ops_offchip_bytes")
+    if ops is None or ops == stats["offchip_bytes"]:
+        return ""
+    return f" ({_mb(ops)} by ops + {_mb(stats['offchip_bytes'] - ops)} by transfers)"
 
 
 def _schedule_row(schedule: dict[str, Any]) -> str:
@@ -256,7 +280,8 @@ def _kernel_markdown(report: dict[str, Any]) -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        f"| kernel | {_si(k['latency_s'], 's')}, {_si(k['energy_j'], 'J')}, {k['offchip_bytes'] / 1e6:.3f} MB off-chip |",
+        f"| kernel | {_si(k['latency_s'], 's')}, {_si(k['energy_j'], 'J')}, {k['offchip_bytes'] / 1e6:.3f} MB off-chip"
+        f"{_offchip_split(k)} |",
         _schedule_row(report["schedule"]),
     ]
     return "\n".join(lines + _devices_markdown(report) + _top_ops_markdown(report) + _placement_markdown(report)) + "\n"

@@ -2,10 +2,11 @@
 
 The Trace Event Format (JSON, timestamps in microseconds) opens in ui.perfetto.dev and
 chrome://tracing. Three processes group the tracks: "devices" (one thread per device, an op per
-slice), "links" (one thread per src→dst memory pair, a transfer per slice, named by its role: load,
-spill, reload, writeback or transfer; see `pimc.transfers`) and "memories" (a counter per memory:
-bytes resident over time). Device slices come from the timeline events; links and memories from the checked
-schedule of each phase, placed at the time each call of that phase began.
+slice), "links" (one thread per link and direction, a transfer per slice, named by its role: load,
+spill, reload, writeback or transfer, with its link, bytes and energy; see `pimc.transfers`) and
+"memories" (a counter per memory: bytes resident over time). Device slices come from the timeline
+events, link slices from the same `transfer_events` the report and plots price, and memory counters
+from the checked schedule of each phase, placed at the time each call of that phase began.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import Any
 
 from pimc.mapping.schedule import Schedule
 from pimc.timeline import Event, call_offsets
-from pimc.targets.schema import OFFCHIP_KINDS
-from pimc.transfers import transfer_roles
+from pimc.transfers import TransferEvent
 
 __all__ = ["build_trace", "trace_json"]
 
@@ -38,18 +38,18 @@ def _meta(pid: int, tid: int | None, name: str, value: str) -> dict[str, Any]:
     return event
 
 
-def build_trace(events: Iterable[Event], schedules: Mapping[str, Schedule], memory_kinds: Mapping[str, str],
+def build_trace(events: Iterable[Event], schedules: Mapping[str, Schedule], transfers: Iterable[TransferEvent],
                 title: str = "pimc") -> dict[str, Any]:
-    """The trace as a JSON-ready dict. `memory_kinds` maps memory name -> kind (dram, sram ...)."""
+    """The trace as a JSON-ready dict. `transfers`: the run's `pimc.transfers.transfer_events`."""
     events = sorted(events, key=lambda e: (e.start_s, e.device, e.op))
+    transfers = list(transfers)
     devices = sorted({e.device for e in events})
-    links = sorted({(t.src_memory, t.dst_memory) for s in schedules.values() for t in s.transfers})
+    links = sorted({(t.link, t.src_memory, t.dst_memory) for t in transfers})
     memories = sorted({r.memory for s in schedules.values() for r in s.residency if r.size_bytes is not None})
-    offchip = {m for m, kind in memory_kinds.items() if kind in OFFCHIP_KINDS}
 
     out: list[dict[str, Any]] = [_meta(pid, None, "process_name", name) for name, pid in PIDS.items()]
     out += [_meta(PIDS["devices"], i, "thread_name", d) for i, d in enumerate(devices)]
-    out += [_meta(PIDS["links"], i, "thread_name", f"{a} → {b}") for i, (a, b) in enumerate(links)]
+    out += [_meta(PIDS["links"], i, "thread_name", f"{link}: {a} → {b}") for i, (link, a, b) in enumerate(links)]
     device_tid = {d: i for i, d in enumerate(devices)}
     link_tid = {link: i for i, link in enumerate(links)}
 
@@ -59,18 +59,19 @@ def build_trace(events: Iterable[Event], schedules: Mapping[str, Schedule], memo
             "ts": _us(e.start_s), "dur": _us(e.end_s - e.start_s),
             "args": {"phase": e.phase, "step": e.step, "energy_j": e.energy_j, "offchip_bytes": e.offchip_bytes},
         })
+    for t in transfers:
+        out.append({
+            "ph": "X", "pid": PIDS["links"], "tid": link_tid[(t.link, t.src_memory, t.dst_memory)],
+            "name": f"{t.role} {t.tensor}", "cat": t.role, "ts": _us(t.start_s), "dur": _us(t.end_s - t.start_s),
+            "args": {"phase": t.phase, "step": t.step, "link": t.link, "src_memory": t.src_memory,
+                     "dst_memory": t.dst_memory, "bytes": t.bytes, "energy_j": t.energy_j},
+        })
 
     occupancy: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for phase, offset in call_offsets(events, schedules):
         schedule = schedules.get(phase)
         if schedule is None:
             continue
-        for t, kind in zip(schedule.transfers, transfer_roles(schedule, offchip)):
-            out.append({
-                "ph": "X", "pid": PIDS["links"], "tid": link_tid[(t.src_memory, t.dst_memory)],
-                "name": f"{kind} {t.tensor}", "cat": kind, "ts": _us(offset + t.start_s),
-                "dur": _us(t.end_s - t.start_s), "args": {"phase": phase, "bytes": t.bytes},
-            })
         for r in (r for r in schedule.residency if r.size_bytes is not None):
             occupancy[r.memory] += [(offset + r.start_s, r.size_bytes), (offset + r.end_s, -r.size_bytes)]
     for memory in memories:

@@ -16,10 +16,17 @@ from pimc.mapping.schedule import Schedule
 from pimc.targets import Target
 from pimc.timeline import Event, calls
 
-__all__ = ["ROLES", "TransferEvent", "transfer_events", "transfer_roles", "link_usage"]
+__all__ = ["ROLES", "OFFCHIP_ROLES", "TransferEvent", "transfer_events", "transfer_roles", "link_usage",
+           "offchip_transfer_bytes", "offchip_transfer_bytes_by_device"]
 
 ROLES = ("load", "spill", "reload", "writeback", "transfer")
 """What a transfer does: see `transfer_roles`."""
+
+OFFCHIP_ROLES = ("load", "spill", "reload", "writeback")
+"""The roles of transfers that cross the chip's edge (one end on chip, the other off chip): bytes no op
+counts, since the op computes from the on-chip end, so reports add them to the ops' own off-chip bytes.
+A transfer between two off-chip memories is left out: the ops at its ends stream those bytes from
+off-chip memory themselves (their link still shows them as bytes moved)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,29 @@ def transfer_events(events: Iterable[Event], schedules: Mapping[str, Schedule], 
             out.append(TransferEvent(phase, step, link.name, t.tensor, t.src_memory, t.dst_memory, offset + t.start_s,
                                      offset + t.end_s, t.bytes, costs[(t.src_memory, t.dst_memory)].energy_j(t.bytes), role))
     return sorted(out, key=lambda t: (t.start_s, t.link, t.tensor))
+
+
+def offchip_transfer_bytes(transfers: Iterable[TransferEvent]) -> int:
+    """Bytes of the transfers that cross the chip's edge (`OFFCHIP_ROLES`)."""
+    return sum(t.bytes for t in transfers if t.role in OFFCHIP_ROLES)
+
+
+def offchip_transfer_bytes_by_device(transfers: Iterable[TransferEvent], target: Target) -> dict[str, float]:
+    """`offchip_transfer_bytes` charged to the devices that compute from each transfer's on-chip end, in
+    equal shares when several devices share that memory (devices with none are absent)."""
+    offchip = target.offchip_memories()
+    users: dict[str, list[str]] = {}
+    for d in target.devices:
+        users.setdefault(d.memory, []).append(d.name)
+    out: dict[str, float] = {}
+    for t in transfers:
+        if t.role not in OFFCHIP_ROLES:
+            continue
+        onchip = t.dst_memory if t.src_memory in offchip else t.src_memory
+        devices = users.get(onchip, [])
+        for name in devices:
+            out[name] = out.get(name, 0.0) + t.bytes / len(devices)
+    return out
 
 
 def link_usage(transfers: Iterable[TransferEvent], target: Target) -> dict[str, dict[str, Any]]:

@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
+import pimc
 from pimc.cli import app
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
+from pimc.targets import load_target
 from pimc.timeline import Event
 from pimc.trace import PIDS, build_trace, trace_json
+from pimc.transfers import transfer_events
+
+FIXTURES = Path(__file__).parent / "fixtures" / "targets"
+SCRATCHPAD = FIXTURES / "cpu-scratchpad.toml"
+TWO_MEM = FIXTURES / "two-mem-link.toml"
 
 
 def _names(trace, ph="M"):
@@ -55,22 +65,40 @@ def test_static_trace_is_one_prefill_then_one_decode(tiny_program):
     assert trace_json(trace) == trace_json(tiny_program.trace())  # byte-stable
 
 
-def test_transfers_become_link_slices_named_spill_and_reload():
+def test_transfers_become_link_slices_with_link_bytes_and_energy():
+    """cpu computes from scratchpad `spm`; `t` is spilled to `dram` over `dma` (40 pJ/B) and reloaded."""
+    target = load_target(str(SCRATCHPAD))
     schedule = Schedule(
-        slots={"a": OpSlot("a", "npu", 0.0, 1e-6), "b": OpSlot("b", "npu", 3e-6, 4e-6)},
-        residency=(Residency("t", "sram", 0.0, 1.5e-6, 0, 64), Residency("t", "dram", 1e-6, 3e-6, 0, 64),
-                   Residency("t", "sram", 2.5e-6, 4e-6, 0, 64)),
-        transfers=(Transfer("t", "sram", "dram", 1e-6, 1.5e-6, 64), Transfer("t", "dram", "sram", 2.5e-6, 3e-6, 64)),
+        slots={"a": OpSlot("a", "cpu", 0.0, 1e-6), "b": OpSlot("b", "cpu", 3e-6, 4e-6)},
+        residency=(Residency("t", "spm", 0.0, 1.5e-6, 0, 64), Residency("t", "dram", 1e-6, 3e-6, 0, 64),
+                   Residency("t", "spm", 2.5e-6, 4e-6, 0, 64)),
+        transfers=(Transfer("t", "spm", "dram", 1e-6, 1.5e-6, 64), Transfer("t", "dram", "spm", 2.5e-6, 3e-6, 64)),
         solver="test", status="OPTIMAL", objective=4e-6, bound=4e-6, gap=0.0,
     )
-    events = [Event("prefill", 0, "npu", "a", 0.0, 1e-6, 1e-9, 0), Event("prefill", 0, "npu", "b", 3e-6, 4e-6, 1e-9, 0)]
-    trace = build_trace(events, {"prefill": schedule}, {"sram": "sram", "dram": "dram"})
+    # two calls of the phase, the second 10 us later: each call's transfers placed where it began
+    events = [Event("prefill", step, "cpu", op, 10e-6 * step + start, 10e-6 * step + start + 1e-6, 1e-9, 0)
+              for step in range(2) for op, start in (("a", 0.0), ("b", 3e-6))]
+    schedules = {"prefill": schedule}
+    trace = build_trace(events, schedules, transfer_events(events, schedules, target))
     links = _slices(trace, "links")
-    assert [(e["name"], e["cat"], e["ts"], e["dur"], e["args"]["bytes"]) for e in links] == [
-        ("spill t", "spill", 1.0, 0.5, 64), ("reload t", "reload", 2.5, 0.5, 64)]
-    assert _names(trace) == ["devices", "links", "memories", "npu", "dram → sram", "sram → dram"]
-    sram = [(e["ts"], e["args"]["bytes"]) for e in trace["traceEvents"] if e["ph"] == "C" and e["name"] == "sram"]
-    assert sram == [(0.0, 64), (1.5, 0), (2.5, 64), (4.0, 0)]
+    assert [(e["name"], e["cat"], e["ts"], e["dur"], e["args"]["step"], e["args"]["link"], e["args"]["bytes"])
+            for e in links] == [("spill t", "spill", 1.0, 0.5, 0, "dma", 64), ("reload t", "reload", 2.5, 0.5, 0, "dma", 64),
+                                ("spill t", "spill", 11.0, 0.5, 1, "dma", 64), ("reload t", "reload", 12.5, 0.5, 1, "dma", 64)]
+    assert [e["args"]["energy_j"] for e in links] == pytest.approx([64 * 40e-12] * 4)  # bytes x the link's 40 pJ/B
+    assert _names(trace) == ["devices", "links", "memories", "cpu", "dma: dram → spm", "dma: spm → dram"]
+    spm = [(e["ts"], e["args"]["bytes"]) for e in trace["traceEvents"] if e["ph"] == "C" and e["name"] == "spm"]
+    assert spm == [(0.0, 64), (1.5, 0), (2.5, 64), (4.0, 0), (10.0, 64), (11.5, 0), (12.5, 64), (14.0, 0)]
+
+
+def test_trace_link_slices_are_the_reports_transfers():
+    """On a target with links, the trace's link slices sum to the report's per-link bytes and energy."""
+    program = pimc.compile("tiny-llama", str(TWO_MEM), seq_len=8, context=32, wbits=8, abits=8)
+    links = _slices(program.trace(), "links")
+    usage = program.report().data["links"]["bus"]
+    assert links and len(links) == usage["transfers"]
+    assert sum(e["args"]["bytes"] for e in links) == usage["bytes"]
+    assert sum(e["args"]["energy_j"] for e in links) == pytest.approx(usage["energy_j"], rel=1e-12)
+    assert {e["args"]["link"] for e in links} == {"bus"}
 
 
 def test_cli_report_and_run_write_traces(tmp_path, tiny_program):
