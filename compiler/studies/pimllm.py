@@ -34,19 +34,13 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import StringAttr
-
-from pimc.studies import PER_CHANNEL
+from pimc.dialects import llm
 from pimc.dialects.cim import RESIDENCY_ATTR
 from pimc.dialects.llm_work import op_work
 from pimc.frontends import read_model
-from pimc.ir import make_context
 from pimc.mapping import MapOptions
-from pimc.mapping.from_ir import annotate, map_module
-from pimc.passes.cim_residency import CimResidencyPass
-from pimc.passes.crossbar_tile import CrossbarTilePass
-from pimc.passes.module_target import TARGET_ATTR
-from pimc.pipeline import graph_passes, target_passes
+from pimc.pipeline import graph_passes, map_and_lower, target_passes
+from pimc.studies import PER_CHANNEL
 from pimc.targets import load_target
 from pimc.targets.cim import breakdown as cim_breakdown
 
@@ -100,9 +94,10 @@ def decode(model: str, target: str, context: int = CONTEXT, *, wbits: float = WB
     module = source.build(1, context)
     graph_passes(module, wbits, PER_CHANNEL, ABITS)
     target_passes(module, tgt)
-    mapped = map_module(module, tgt, MapOptions())
-    annotate(mapped, tgt)
-    fn = next(f for f in mapped if f.name == "decode")
+    # the linears' work, counted before lowering replaces them by `cim.linear`s
+    linear_work = {op: op_work(op) for op in module.walk() if isinstance(op, llm.LinearOp)}
+    lowered = map_and_lower(module, tgt, MapOptions())
+    fn = next(f for f in lowered.mapped if f.name == "decode")
     busy: dict[str, float] = defaultdict(float)
     energy = attention = systolic = analog = 0.0
     for slot in fn.schedule.ops_in_order():
@@ -115,12 +110,9 @@ def decode(model: str, target: str, context: int = CONTEXT, *, wbits: float = WB
         if device.kind == "systolic":
             systolic += cost.latency_s
         elif device.kind == "cim":
-            analog += cim_breakdown(device, tgt.memory_of(device), op_work(fn.ops[slot.op])).analog_s
+            analog += cim_breakdown(device, tgt.memory_of(device), linear_work[fn.ops[slot.op]]).analog_s
     result = Decode(fn.schedule.makespan_s, energy, dict(busy), attention, systolic, analog)
-    if any(d.kind == "cim" for d in tgt.devices):
-        module.attributes[TARGET_ATTR] = StringAttr(tgt.model_dump_json())
-        CrossbarTilePass().apply(make_context(), module)
-        CimResidencyPass().apply(make_context(), module)
+    if RESIDENCY_ATTR in module.attributes:  # set by the crossbar lowering (cim-residency)
         residency = module.attributes[RESIDENCY_ATTR].data[next(d.name for d in tgt.devices if d.kind == "cim")].data
         result = dataclasses.replace(result, crossbars=residency["crossbars_used"].value.data,
                                      program_s=residency["program_latency_s"].value.data,
