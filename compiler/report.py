@@ -22,7 +22,7 @@ class PhaseStats:
     latency_s: float
     energy_j: float
     offchip_bytes: float
-    """The ops' own off-chip bytes plus the transfers that cross the chip's edge (`pimc.transfers.OFFCHIP_ROLES`)."""
+    """The ops' own off-chip bytes plus the transfers with an off-chip end (`pimc.transfers.offchip_transfer_bytes`)."""
     ops_offchip_bytes: float | None = None
     """The ops' own part of `offchip_bytes`: what their cost models count."""
 
@@ -30,8 +30,8 @@ class PhaseStats:
     def of(cls, events: list[Event], transfers: Iterable[TransferEvent] = ()) -> PhaseStats:
         """Latency: the span of the ops and the transfers (a scratchpad's first loads come before
         its first op); energy: the ops' and the links' (each transfer's bytes times its link's
-        energy per byte); off-chip bytes: what the ops' cost models count plus the loads, spills,
-        reloads and writebacks between on-chip and off-chip memory."""
+        energy per byte); off-chip bytes: what the ops' cost models count plus every transfer with an
+        off-chip end (loads, spills, reloads, writebacks, copies between off-chip memories)."""
         transfers = list(transfers)
         starts = [e.start_s for e in events] + [t.start_s for t in transfers]
         ends = [e.end_s for e in events] + [t.end_s for t in transfers]
@@ -190,7 +190,7 @@ def _mb(nbytes: float) -> str:
 
 
 def _offchip_split(stats: dict[str, Any]) -> str:
-    """' (X by ops + Y by transfers)' where loads, spills, reloads or writebacks add to the ops' own bytes."""
+    """' (X by ops + Y by transfers)' where transfers with an off-chip end add to the ops' own bytes."""
     ops = stats.get("ops_offchip_bytes")
     if ops is None or ops == stats["offchip_bytes"]:
         return ""

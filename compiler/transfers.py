@@ -23,10 +23,7 @@ ROLES = ("load", "spill", "reload", "writeback", "transfer")
 """What a transfer does: see `transfer_roles`."""
 
 OFFCHIP_ROLES = ("load", "spill", "reload", "writeback")
-"""The roles of transfers that cross the chip's edge (one end on chip, the other off chip): bytes no op
-counts, since the op computes from the on-chip end, so reports add them to the ops' own off-chip bytes.
-A transfer between two off-chip memories is left out: the ops at its ends stream those bytes from
-off-chip memory themselves (their link still shows them as bytes moved)."""
+"""The roles of transfers that cross the chip's edge (one end on chip, the other off chip)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +42,9 @@ class TransferEvent:
     energy_j: float
     role: str = "transfer"
     """load, spill, reload, writeback or transfer (`transfer_roles`)."""
+    offchip: bool = False
+    """Whether either end is an off-chip memory: then its bytes are off-chip traffic that no op's cost
+    counts (an op computes from the transfer's destination), as the mapper's `Schedule.offchip_bytes`."""
 
 
 def transfer_roles(schedule: Schedule, offchip: set[str] | frozenset[str]) -> list[str]:
@@ -84,28 +84,31 @@ def transfer_events(events: Iterable[Event], schedules: Mapping[str, Schedule], 
                 raise ValueError(f"@{phase}: transfer of {t.tensor} {t.src_memory} -> {t.dst_memory} has no link in "
                                  f"target {target.name!r}")
             out.append(TransferEvent(phase, step, link.name, t.tensor, t.src_memory, t.dst_memory, offset + t.start_s,
-                                     offset + t.end_s, t.bytes, costs[(t.src_memory, t.dst_memory)].energy_j(t.bytes), role))
+                                     offset + t.end_s, t.bytes, costs[(t.src_memory, t.dst_memory)].energy_j(t.bytes), role,
+                                     t.src_memory in offchip or t.dst_memory in offchip))
     return sorted(out, key=lambda t: (t.start_s, t.link, t.tensor))
 
 
 def offchip_transfer_bytes(transfers: Iterable[TransferEvent]) -> int:
-    """Bytes of the transfers that cross the chip's edge (`OFFCHIP_ROLES`)."""
-    return sum(t.bytes for t in transfers if t.role in OFFCHIP_ROLES)
+    """Bytes of the transfers with an off-chip end (loads, spills, reloads, writebacks, and copies
+    between two off-chip memories), counted once each, as the mapper's own off-chip figure."""
+    return sum(t.bytes for t in transfers if t.offchip)
 
 
 def offchip_transfer_bytes_by_device(transfers: Iterable[TransferEvent], target: Target) -> dict[str, float]:
-    """`offchip_transfer_bytes` charged to the devices that compute from each transfer's on-chip end, in
-    equal shares when several devices share that memory (devices with none are absent)."""
+    """`offchip_transfer_bytes` charged to the devices that compute from each transfer's on-chip end
+    (from its destination when both ends are off chip: the reader it was made for), in equal shares
+    when several devices share that memory (devices with none are absent)."""
     offchip = target.offchip_memories()
     users: dict[str, list[str]] = {}
     for d in target.devices:
         users.setdefault(d.memory, []).append(d.name)
     out: dict[str, float] = {}
     for t in transfers:
-        if t.role not in OFFCHIP_ROLES:
+        if not t.offchip:
             continue
-        onchip = t.dst_memory if t.src_memory in offchip else t.src_memory
-        devices = users.get(onchip, [])
+        memory = t.src_memory if t.dst_memory in offchip and t.src_memory not in offchip else t.dst_memory
+        devices = users.get(memory, [])
         for name in devices:
             out[name] = out.get(name, 0.0) + t.bytes / len(devices)
     return out
