@@ -298,7 +298,7 @@ def compile(
             "time_limit": time_limit,
             "solver": solver,
         },
-        **_mapping_summary(lowered),
+        **_mapping_summary(lowered, tgt),
     }
     if tokenizer_note:
         manifest["tokenizer_note"] = tokenizer_note
@@ -326,9 +326,9 @@ def _schedules(lowered) -> dict[str, Any]:
     return {f.name: f.schedule.to_json() for f in lowered.mapped}
 
 
-def _mapping_summary(lowered) -> dict[str, Any]:
+def _mapping_summary(lowered, target: Target) -> dict[str, Any]:
     """The manifest keys both compile and estimate record: solver summary and per-op placement."""
-    return {"schedule": _schedule_summary(lowered.mapped), "placement": placement_table(lowered.mapped)}
+    return {"schedule": _schedule_summary(lowered.mapped), "placement": placement_table(lowered.mapped, target)}
 
 
 def _tokenizer(source: ModelSource):
@@ -389,7 +389,7 @@ def estimate_program(
     manifest = {
         "model": source.name,
         "options": {"seq_len": seq_len, "context": context},
-        **_mapping_summary(lowered),
+        **_mapping_summary(lowered, tgt),
         "kernel": source.is_kernel,
     }
     program = Program(lowered.module, {}, tgt, manifest, lowered.llm_ir, _schedules(lowered))

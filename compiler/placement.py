@@ -17,6 +17,8 @@ from xdsl.dialects.builtin import DictionaryAttr
 from pimc.dialects import llm
 from pimc.mapping.from_ir import MappedFunction, excluded_devices
 from pimc.passes.fuse import FUSION_ATTR
+from pimc.targets import CpuDevice, Target
+from pimc.targets.cpu.weight_format import format_read
 
 
 def _reason(kind: str, device: str, candidates: dict[str, dict[str, float]], solver: str) -> str:
@@ -28,8 +30,18 @@ def _reason(kind: str, device: str, candidates: dict[str, dict[str, float]], sol
     return f"{solver} scheduler: earliest finish ({fastest} is faster but was busy or its inputs were elsewhere)"
 
 
-def placement_rows(fn: MappedFunction) -> list[dict[str, Any]]:
-    """One row per op of `fn`, in schedule order."""
+def _weight_format(ir_op, device) -> str | None:
+    """The format a CPU reads a linear's integer codes in, where it is not the IR's (`weight_format`).
+    Read off the op's wquant; a fused op gets none (its body has moved into the lowered kernel)."""
+    wquant = ir_op.wquant if isinstance(ir_op, llm.LinearOp) else None
+    if not isinstance(device, CpuDevice) or wquant is None or not wquant.integer_codes:
+        return None
+    return format_read(device, wquant.code_bits)
+
+
+def placement_rows(fn: MappedFunction, target: Target | None = None) -> list[dict[str, Any]]:
+    """One row per op of `fn`, in schedule order. With `target`, an op on a CPU that reads its
+    weights in a format of its own (`weight_format`) says which (`weight_format`: "q2_k")."""
     rows = []
     for slot in fn.schedule.ops_in_order():
         node = fn.problem.op_by_name[slot.op]
@@ -59,6 +71,9 @@ def placement_rows(fn: MappedFunction) -> list[dict[str, Any]]:
                 "pattern": ir_op.pattern.data,
                 **({k: v.value.data for k, v in choice.data.items()} if isinstance(choice, DictionaryAttr) else {}),
             }
+        read_as = _weight_format(ir_op, target.device(slot.device)) if target is not None else None
+        if read_as:
+            row["weight_format"] = read_as
         ruled_out = excluded_devices(ir_op)
         if ruled_out:
             row["ruled_out"] = ruled_out
@@ -66,6 +81,6 @@ def placement_rows(fn: MappedFunction) -> list[dict[str, Any]]:
     return rows
 
 
-def placement_table(mapped: list[MappedFunction]) -> dict[str, list[dict[str, Any]]]:
+def placement_table(mapped: list[MappedFunction], target: Target | None = None) -> dict[str, list[dict[str, Any]]]:
     """{function: rows} for every mapped function."""
-    return {fn.name: placement_rows(fn) for fn in mapped}
+    return {fn.name: placement_rows(fn, target) for fn in mapped}

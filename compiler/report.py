@@ -240,6 +240,8 @@ def placement_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         kind = f"{r['kind']} ({r['fused']['pattern']})" if "fused" in r else r["kind"]
+        if "weight_format" in r:  # a CPU reading the weights in its own format, e.g. llama.cpp's Q2_K
+            kind += f" [{r['weight_format']}]"
         g = groups.setdefault((kind, r["device"]), {
             "kind": kind, "device": r["device"], "ops": 0, "latency_s": 0.0, "energy_j": 0.0,
             "offchip_bytes": 0.0, "elsewhere_s": {}, "why": {},

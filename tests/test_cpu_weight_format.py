@@ -102,3 +102,14 @@ def test_weights_already_in_a_llama_cpp_format_are_not_re_priced():
     work = op_work(next(op for op in module.walk() if isinstance(op, llm.LinearOp)))
     assert work.coded_weights == () and work.weight_bytes == 8 * 2 * 18  # a GGUF's Q4_0 blocks as stored
     assert op_cost(load_target("cpu-a76", LLAMA_CPP), "cpu", work) == op_cost(load_target("cpu-a76"), "cpu", work)
+
+
+def test_the_placement_table_says_which_format_a_cpu_linear_is_priced_in():
+    import pimc
+
+    report = pimc.estimate("gemv:64x512", "cpu-a76", wbits=4, overrides=LLAMA_CPP)
+    (row,) = report.data["placement"]["kernel"]
+    assert row["weight_format"] == "q4_k" and row["offchip_bytes"] == 64 * 2 * 144 + 512 * 4 + 64 * 4
+    assert "| llm.linear [q4_k] | cpu | 1 |" in report.to_markdown()
+    (row,) = pimc.estimate("gemv:64x512", "cpu-a76", wbits=4).data["placement"]["kernel"]
+    assert "weight_format" not in row  # the IR's codes: nothing to say

@@ -63,3 +63,8 @@ def weight_bytes(device: CpuDevice, work: Work) -> float:
     if device.weight_format == "ir" or not work.coded_weights:
         return work.weight_bytes
     return work.weight_bytes + sum(llama_cpp_bytes(w) - w.stored_bytes for w in work.coded_weights)
+
+
+def format_read(device: CpuDevice, code_bits: float) -> str | None:
+    """The format `device` reads integer codes of `code_bits` bits in ("q2_k"); None: the IR's codes."""
+    return None if device.weight_format == "ir" else llama_cpp_format(code_bits)
