@@ -2,8 +2,11 @@
 
 The heuristic placement (devices and order) is run again by the eviction simulator with the
 model's rounded durations and bandwidth demands, so every hinted value (starts, segments,
-addresses, transfers) is consistent with the model; CP-SAT then starts from a complete feasible
-solution whenever the simulator's choices fit the model (e.g. no more reloads than it allows).
+addresses, transfers) is consistent with the model. The model is built with as many reload
+segments as that schedule uses (`reload_counts`), and every variable gets a value (absent segments
+and transfers at 0, interval lengths, auxiliary literals evaluated), so CP-SAT starts from a
+complete feasible solution: a partial hint is one CP-SAT must repair by search, which on
+scratchpad targets it often failed to do within the time limit.
 """
 
 from __future__ import annotations
@@ -12,21 +15,33 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from pimc.errors import ScheduleError
-from pimc.mapping.cpsat_model import CpsatModel, Segment
+from pimc.mapping.bandwidth import Contention
+from pimc.mapping.cpsat_model import BANDWIDTH_UNIT, CpsatModel, Segment
+from pimc.mapping.cpsat_time import TimeScale
 from pimc.mapping.evict import sequence_schedule
+from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import Schedule
 
 
-def unit_schedule(model: CpsatModel, placement: Sequence[tuple[str, str]], policy: str) -> Schedule | None:
-    """The simulator's schedule of `placement` with the model's durations (times in units)."""
-    p = model.p
+def unit_schedule(p: MappingProblem, scale: TimeScale, placement: Sequence[tuple[str, str]],
+                  policy: str) -> Schedule | None:
+    """The simulator's schedule of `placement` with the model's rounded durations (times in units)."""
     try:
         return sequence_schedule(
-            p, placement, policy, op_time=lambda o, d: model.dur[(o, d)],
-            link_time=lambda t, a, b: model.scale.units(p.links[(a, b)].time_s(p.tensors[t].size_bytes)),
-            contention=model.contention)
+            p, placement, policy, op_time=lambda o, d: scale.units(p.costs[(o, d)].latency_s),
+            link_time=lambda t, a, b: scale.units(p.links[(a, b)].time_s(p.tensors[t].size_bytes)),
+            contention=Contention.of(p, BANDWIDTH_UNIT))
     except ScheduleError:
         return None
+
+
+def reload_counts(p: MappingProblem, hint: Schedule) -> dict[tuple[str, str], int]:
+    """(tensor, scratchpad) -> how often `hint` brings the tensor back after its first stay there."""
+    stays = defaultdict(int)
+    for r in hint.residency:
+        if r.memory in p.spill_to:
+            stays[(r.tensor, r.memory)] += 1
+    return {k: n - 1 for k, n in sorted(stays.items()) if n > 1}
 
 
 def add_hint(model: CpsatModel, hint: Schedule) -> None:
@@ -95,8 +110,42 @@ def add_hint(model: CpsatModel, hint: Schedule) -> None:
                     and chosen[id(seg)].start_s <= slot.start_s and chosen[id(seg)].end_s >= slot.end_s), None)
         for k, v in enumerate(cov):
             put(v, k == hit)
+    _complete(model, values, put)
     for var, value in values.values():
         m.add_hint(var, value)
+
+
+def _complete(model: CpsatModel, values: dict[int, tuple], put) -> None:
+    """Give every variable the hint has not set a value: absent segments and transfers sit at 0,
+    interval lengths are end - start, auxiliary literals are their AND / OR."""
+
+    def value(v) -> int | None:
+        if isinstance(v, int):
+            return v
+        if v is model._true or v is model._false:
+            return int(v is model._true)
+        index = v.index
+        if index < 0:  # a negated literal
+            x = values.get(-index - 1)
+            return None if x is None else 1 - x[1]
+        x = values.get(index)
+        return None if x is None else x[1]
+
+    for z, kind, operands in model.defs:
+        xs = [value(v) for v in operands]
+        if None not in xs:
+            put(z, all(xs) if kind == "and" else any(xs))
+    for segs in model.segments.values():
+        for seg in segs:
+            for v in (seg.present, seg.start, seg.end, seg.ready, seg.offset):
+                if v is not None:
+                    put(v, 0)
+    for tr in model.transfers:
+        for v in (tr.present, tr.start, tr.end):
+            put(v, 0)
+    for length, seg in model.lengths:
+        a, b = value(seg.start), value(seg.end)
+        put(length, 0 if a is None or b is None or not value(seg.present) else b - a)
 
 
 def _hint_segment(seg: Segment, r, fill, put) -> None:

@@ -20,8 +20,11 @@ Variables (time in TimeScale units):
 
 Simplifications (each keeps schedules valid, possibly not globally optimal): one copy segment per
 (tensor, non-home memory) and reloads only where t's home is fixed by the problem (a fixed `home`,
-or a producer that only devices of one memory can run); copies come from home; weights and state
-stay pinned in their home memory for the whole schedule.
+or a producer that only devices of one memory can run), at most `max_reloads` per (tensor, memory)
+unless `reloads` asks for more (the warm start's count, so its schedule is an assignment of the
+model); copies come from home; weights and state stay pinned in their home memory for the whole
+schedule. Every auxiliary literal (`_and`, `_or`) and interval length is recorded (`defs`,
+`lengths`) so a warm start can give each variable a value.
 """
 
 from __future__ import annotations
@@ -68,13 +71,20 @@ class CpsatModel:
     """Builds the model; `segments`, `transfers`, `x`, `start`, `end`, `makespan` are read by the
     objective, hint and extraction code."""
 
-    def __init__(self, problem: MappingProblem, scale: TimeScale, max_reloads: int = 1):
+    def __init__(self, problem: MappingProblem, scale: TimeScale, max_reloads: int = 1,
+                 reloads: dict[tuple[str, str], int] | None = None, min_horizon: int = 0):
+        """`reloads[(t, m)]`: reload segments of t in scratchpad m beyond `max_reloads` (where the
+        model allows reloads); `min_horizon`: a time every schedule of interest ends by (a warm
+        start's makespan)."""
         self.p = problem
         self.scale = scale
         self.max_reloads = max_reloads
+        self.reloads = dict(reloads or {})
         self.m = cp_model.CpModel()
         self.dur = {k: scale.units(c.latency_s) for k, c in problem.costs.items()}
-        self.horizon = self._horizon()
+        self.horizon = max(self._horizon(), min_horizon)
+        self.defs: list[tuple[object, str, list]] = []  # (literal, "and" | "or", operands), in creation order
+        self.lengths: list[tuple[object, "Segment"]] = []  # length variable of each segment's time interval
         self.x: dict[tuple[str, str], cp_model.IntVar] = {}
         self.start: dict[str, cp_model.IntVar] = {}
         self.op_interval: dict[tuple[str, str], cp_model.IntervalVar] = {}
@@ -96,9 +106,12 @@ class CpsatModel:
         p = self.p
         h = sum(max(self.dur[(o.name, d)] for d in p.capable_devices(o.name)) for o in p.ops)
         per_tensor = max((self.scale.units(lk.time_s(1)) for lk in p.links.values()), default=0)
+        most = {}
+        for (t, _), n in self.reloads.items():
+            most[t] = max(most.get(t, 0), n)
         for t in p.tensors.values():
             worst = max((self.scale.units(lk.time_s(t.size_bytes)) for lk in p.links.values()), default=0)
-            h += worst * (3 + 2 * self.max_reloads) * max(1, len(p.devices))
+            h += worst * (3 + 2 * max(self.max_reloads, most.get(t.name, 0))) * max(1, len(p.devices))
         return max(1, h + per_tensor)
 
     def _and(self, a, b, name: str):
@@ -110,6 +123,7 @@ class CpsatModel:
         if b is self._true:
             return a
         z = self.m.new_bool_var(name)
+        self.defs.append((z, "and", [a, b]))
         self.m.add_implication(z, a)
         self.m.add_implication(z, b)
         self.m.add_bool_or([a.Not(), b.Not(), z])
@@ -124,6 +138,7 @@ class CpsatModel:
         if len(lits) == 1:
             return lits[0]
         z = self.m.new_bool_var(name)
+        self.defs.append((z, "or", lits))
         self.m.add_max_equality(z, lits)
         return z
 
@@ -320,9 +335,15 @@ class CpsatModel:
         cap = p.capacity_bytes[mem]
         backing = p.spill_to.get(mem)
         reloads = 0
-        if backing is not None and not p.pinned(t) and static_home is not None:
-            if (not is_home and static_home == backing) or (is_home and static_home == mem and t in p.producer):
-                reloads = self.max_reloads
+        if backing is not None and static_home is not None:
+            # a copy of a tensor homed in the backing memory, or a tensor born here; a weight's copy
+            # only as often as the warm start reloads it (it rarely pays: its home copy stays);
+            # state is never reloaded (its writers update the home copy)
+            if (not is_home and static_home == backing and not p.pinned(t)) or (
+                    is_home and static_home == mem and t in p.producer and not p.pinned(t)):
+                reloads = max(self.max_reloads, self.reloads.get((t, mem), 0))
+            elif not is_home and static_home == backing and p.tensors[t].kind == "weight":
+                reloads = self.reloads.get((t, mem), 0)
         base = len(self.segments.get((t, mem), []))
         segs: list[Segment] = []
         for k in range(1 + reloads):
@@ -397,6 +418,7 @@ class CpsatModel:
                 size = self.p.tensors[seg.tensor].size_bytes
                 name = f"{seg.tensor}@{mem}#{seg.index}"
                 length = m.new_int_var(0, self.horizon, f"len_{name}")
+                self.lengths.append((length, seg))
                 xs.append(m.new_optional_interval_var(seg.start, length, seg.end, seg.present, f"t_{name}"))
                 ys.append(m.new_optional_fixed_size_interval_var(seg.offset, size, seg.present, f"y_{name}"))
                 demands.append(size)

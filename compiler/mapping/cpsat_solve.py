@@ -16,7 +16,7 @@ from pimc import progress
 from pimc.errors import ScheduleError
 from collections.abc import Sequence
 
-from pimc.mapping.cpsat_hint import add_hint, unit_schedule
+from pimc.mapping.cpsat_hint import add_hint, reload_counts, unit_schedule
 from pimc.mapping.cpsat_model import CpsatModel
 from pimc.mapping.cpsat_time import TimeScale
 from pimc.mapping.objective import Objective
@@ -49,17 +49,8 @@ def solve_cpsat(problem: MappingProblem, options: SolveOptions = SolveOptions(),
     `reference` (a heuristic schedule) normalizes a mix objective; `offchip_floor`, a known lower
     bound on the off-chip objective, is added as a constraint so a schedule meeting it is proven
     optimal at once."""
-    scale = TimeScale(options.time_unit_s) if options.time_unit_s else TimeScale.for_problem(problem)
-    model = CpsatModel(problem, scale, options.max_reloads)
-    terms = _objective_terms(model, options.objective, reference)
-    model.m.minimize(sum(c * v for c, v in terms.expr) + terms.offset)
-    if offchip_floor is not None and terms.kind == "offchip":
-        inexact = sum(1 for c in problem.costs.values() if c.offchip_bytes != round(c.offchip_bytes))
-        model.m.add(sum(c * v for c, v in terms.expr) + terms.offset >= math.floor(offchip_floor - 0.5 * inexact))
-    if warm is not None:
-        hint = unit_schedule(model, warm, warm_policy)
-        if hint is not None:
-            add_hint(model, hint)
+    model, terms, hint = build_model(problem, options, warm, warm_policy, reference, offchip_floor)
+    scale = model.scale
     solver = cp_model.CpSolver()
     prm = solver.parameters
     prm.random_seed = SEED
@@ -67,6 +58,10 @@ def solve_cpsat(problem: MappingProblem, options: SolveOptions = SolveOptions(),
     if prm.num_workers > 1:
         prm.interleave_search = True
     prm.max_deterministic_time = options.time_limit_s
+    if hint is not None:
+        # Presolve's symmetry breaking (identical devices) may fix variables against the hinted
+        # solution, which then no longer counts as one: keep the symmetry for the search instead.
+        prm.keep_symmetry_in_presolve = True
     # Wall-clock safety net only: the deterministic limit decides, so a loaded machine gives the
     # same schedule; the net is generous because hitting it would make the result timing-dependent.
     prm.max_time_in_seconds = WALL_SAFETY_FACTOR * options.time_limit_s + WALL_SAFETY_EXTRA_S
@@ -93,6 +88,25 @@ def solve_cpsat(problem: MappingProblem, options: SolveOptions = SolveOptions(),
             f"deterministic limit; this schedule may differ on a less loaded machine") if net_hit else ""
     return Schedule(slots=schedule.slots, residency=schedule.residency, transfers=schedule.transfers,
                     solver="cpsat", status=name, objective=value, bound=bound, gap=gap, note=note)
+
+
+def build_model(problem: MappingProblem, options: SolveOptions = SolveOptions(),
+                warm: Sequence[tuple[str, str]] | None = None, warm_policy: str = "belady",
+                reference: Schedule | None = None, offchip_floor: float | None = None):
+    """(model with objective and hint, its objective terms, the unit-timed warm start or None)."""
+    scale = TimeScale(options.time_unit_s) if options.time_unit_s else TimeScale.for_problem(problem)
+    hint = None if warm is None else unit_schedule(problem, scale, warm, warm_policy)
+    model = CpsatModel(problem, scale, options.max_reloads,
+                       reloads=None if hint is None else reload_counts(problem, hint),
+                       min_horizon=0 if hint is None else round(hint.makespan_s))
+    terms = _objective_terms(model, options.objective, reference)
+    model.m.minimize(sum(c * v for c, v in terms.expr) + terms.offset)
+    if offchip_floor is not None and terms.kind == "offchip":
+        inexact = sum(1 for c in problem.costs.values() if c.offchip_bytes != round(c.offchip_bytes))
+        model.m.add(sum(c * v for c, v in terms.expr) + terms.offset >= math.floor(offchip_floor - 0.5 * inexact))
+    if hint is not None:
+        add_hint(model, hint)
+    return model, terms, hint
 
 
 class _Watch(cp_model.CpSolverSolutionCallback):
