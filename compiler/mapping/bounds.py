@@ -82,7 +82,7 @@ def _makespan(p: MappingProblem) -> float:
         links = sum(1 for a, _ in p.links if a == home)
         busy = max(sum(c for c, _ in crossings) / links, max(c for c, _ in crossings))
         bound = max(bound, busy + min(r for _, r in crossings))
-    return max(bound, *(_bandwidth_time(p, m, drawn.get(m, 0.0)) for m in shared_memories(p)))
+    return max([bound, *(_bandwidth_time(p, m, drawn.get(m, 0.0)) for m in shared_memories(p))])
 
 
 def _arrivals(p: MappingProblem) -> dict[str, dict[str, float]]:
