@@ -156,6 +156,21 @@ def test_demands_round_up_and_capacities_down():
     assert Contention.of(full, 1e6).op("p", "a") == (("dram", 1000),)  # capped at the bandwidth
 
 
+
+def test_a_slow_memory_keeps_its_limit_in_cpsat():
+    """Below 1 MB/s the 1 MB/s step would round the capacity to 0 and lift the limit: the step
+    shrinks by tens until the memory spans at least 1000 steps (0.5 MB/s: 5000 steps of 100 B/s), and
+    the 0.6 pair is still serialized."""
+    slow = 0.5e6
+    p = streaming_pair(0.6)
+    p = dataclasses.replace(p, memory_bandwidth={"dram": slow},
+                            costs={k: Cost(MS, 1.0, 0.6 * slow * MS) for k in p.costs})
+    c = Contention.of(p, 1e6)
+    assert (c.unit, c.capacity, c.op("p", "a")) == (100.0, {"dram": 5000}, (("dram", 3000),))
+    s = solve_cpsat(p, SolveOptions(time_limit_s=5.0))
+    check_schedule(p, s)
+    assert s.makespan_s == pytest.approx(2 * MS)
+
 def _cumulatives(p: MappingProblem) -> int:
     model = CpsatModel(p, TimeScale.for_problem(p))
     return sum(c.has_cumulative() for c in model.m.Proto().constraints)

@@ -75,6 +75,10 @@ def shared_memories(problem: MappingProblem) -> tuple[str, ...]:
     return tuple(sorted(m for m, p in peak.items() if p > problem.memory_bandwidth[m] * (1 + _SLACK)))
 
 
+MIN_STEPS = 1000
+"""Integer steps the slowest shared memory's bandwidth spans at least (rounding error <= 0.1%)."""
+
+
 @dataclass
 class Contention:
     """Integer draws and capacities of the shared memories of a problem, in steps of `unit` bytes/s.
@@ -88,10 +92,20 @@ class Contention:
 
     @classmethod
     def of(cls, problem: MappingProblem, unit: float = 1.0) -> Contention | None:
+        """`unit` is the coarsest step wanted; it shrinks by tens (not below 1 B/s) until the slowest
+        shared memory has at least `MIN_STEPS` steps, so rounding never empties a capacity (a zero
+        capacity would clamp every draw to zero and lift the limit)."""
         shared = shared_memories(problem)
         if not shared:
             return None
-        return cls(problem, unit, {m: math.floor(problem.memory_bandwidth[m] / unit) for m in shared})
+        slowest = min(problem.memory_bandwidth[m] for m in shared)
+        while unit > 1.0 and slowest / unit < MIN_STEPS:
+            unit /= 10
+        capacity = {m: math.floor(problem.memory_bandwidth[m] / unit) for m in shared}
+        for m, c in capacity.items():
+            if c < 1:
+                raise ValueError(f"memory {m!r}: bandwidth {problem.memory_bandwidth[m]} B/s is below 1 B/s")
+        return cls(problem, unit, capacity)
 
     def _units(self, rates: dict[str, float]) -> Draws:
         return tuple((m, min(self.capacity[m], math.ceil(r / self.unit))) for m, r in sorted(rates.items())
