@@ -6,16 +6,21 @@ needs from d's memory -- its cost's off-chip bytes / its latency, capped at the 
 every instant the draws on a memory must sum to at most its bandwidth (`MappingProblem.
 memory_bandwidth`). Ops are never slowed down by contention, they are *delayed* until their draw
 fits: two ops that would each stream at 60% of the bandwidth run one after the other, although a
-real memory controller would share the bandwidth and finish both at 120% of one op's time. So a
-schedule that passes this model never counts on bandwidth the memory does not have; it may be
-later than a real run by up to the length of the overlap given up.
+real memory controller would share the bandwidth and finish both at 120% of one op's time. So, as
+long as each op draws its bytes evenly over its interval, a schedule that passes this model never
+counts on bandwidth the memory does not have; it may be later than a real run by up to the length
+of the overlap given up. Two limits of that average: an op that moves its bytes in bursts (a PUD
+GeMV's host reads its results only at the end) may overdraw briefly, and a PUD GeMV's in-DRAM row
+commands occupy the channel's banks and command bus without drawing any modelled bytes, so a CPU
+op streaming from the same DDR4 may overlap it more than a real channel allows.
 
 Only memories whose users can together draw more than the bandwidth are *shared* (a device runs
 one op at a time and a directed link carries one transfer at a time, so each user's peak draw is
 the most it adds at any instant): on the others the limit is implied, and no solver adds anything
 for them (single-device targets keep their schedules).
 
-Solvers work with integer draws (`Contention`: bytes/s for the heuristics, MB/s for CP-SAT),
+Solvers work with integer draws (`Contention`: bytes/s for the heuristics, MB/s for CP-SAT, finer
+for memories slower than 1 GB/s),
 rounded up, and integer capacities rounded down, so a schedule that fits in integers fits exactly.
 """
 
