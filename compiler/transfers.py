@@ -16,14 +16,11 @@ from pimc.mapping.schedule import Schedule
 from pimc.targets import Target
 from pimc.timeline import Event, calls
 
-__all__ = ["ROLES", "OFFCHIP_ROLES", "TransferEvent", "transfer_events", "transfer_roles", "link_usage",
+__all__ = ["ROLES", "TransferEvent", "transfer_events", "transfer_roles", "link_usage",
            "offchip_transfer_bytes", "offchip_transfer_bytes_by_device"]
 
 ROLES = ("load", "spill", "reload", "writeback", "transfer")
 """What a transfer does: see `transfer_roles`."""
-
-OFFCHIP_ROLES = ("load", "spill", "reload", "writeback")
-"""The roles of transfers that cross the chip's edge (one end on chip, the other off chip)."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +93,11 @@ def offchip_transfer_bytes(transfers: Iterable[TransferEvent]) -> int:
 
 
 def offchip_transfer_bytes_by_device(transfers: Iterable[TransferEvent], target: Target) -> dict[str, float]:
-    """`offchip_transfer_bytes` charged to the devices that compute from each transfer's on-chip end
-    (from its destination when both ends are off chip: the reader it was made for), in equal shares
-    when several devices share that memory (devices with none are absent)."""
+    """`offchip_transfer_bytes` charged to the device that computes from each transfer's on-chip end
+    (its destination when both ends are off chip: the memory it was copied for), when that memory
+    has exactly one device. A memory several devices compute from (edge-soc's DDR4) does not say
+    which of them the transfer served, so its transfers are charged to none: they stay in the
+    phase totals and on their links (devices with none are absent)."""
     offchip = target.offchip_memories()
     users: dict[str, list[str]] = {}
     for d in target.devices:
@@ -109,8 +108,8 @@ def offchip_transfer_bytes_by_device(transfers: Iterable[TransferEvent], target:
             continue
         memory = t.src_memory if t.dst_memory in offchip and t.src_memory not in offchip else t.dst_memory
         devices = users.get(memory, [])
-        for name in devices:
-            out[name] = out.get(name, 0.0) + t.bytes / len(devices)
+        if len(devices) == 1:
+            out[devices[0]] = out.get(devices[0], 0.0) + t.bytes
     return out
 
 

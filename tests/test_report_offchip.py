@@ -115,3 +115,15 @@ def test_report_equals_the_mappers_offchip_bytes_with_copies_between_offchip_mem
         assert report[phase]["offchip_bytes"] == pytest.approx(mapper[phase], rel=1e-12)
         copies += report[phase]["offchip_bytes"] - report[phase]["ops_offchip_bytes"]
     assert copies > 0
+
+
+def test_a_transfer_into_a_memory_several_devices_share_is_charged_to_no_device():
+    """edge-soc's cpu, pud and fpga all compute from ddr4: a copy lpddr -> ddr4 stays in the phase
+    total (and on its link) but is charged to none of them; one into lpddr goes to xbar, its only user."""
+    from pimc.transfers import TransferEvent
+
+    target = load_target("edge-soc")
+    into_ddr4 = TransferEvent("decode", 0, "pcie", "t", "lpddr", "ddr4", 0.0, 1e-6, 100, 0.0, "transfer", True)
+    into_lpddr = TransferEvent("decode", 0, "pcie", "u", "ddr4", "lpddr", 1e-6, 2e-6, 30, 0.0, "transfer", True)
+    assert offchip_transfer_bytes([into_ddr4, into_lpddr]) == 130
+    assert offchip_transfer_bytes_by_device([into_ddr4, into_lpddr], target) == {"xbar": 30.0}
