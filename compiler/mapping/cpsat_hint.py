@@ -3,10 +3,10 @@
 The heuristic placement (devices and order) is run again by the eviction simulator with the
 model's rounded durations and bandwidth demands, so every hinted value (starts, segments,
 addresses, transfers) is consistent with the model. The model is built with as many reload
-segments as that schedule uses (`reload_counts`), and every variable gets a value (absent segments
-and transfers at 0, interval lengths, auxiliary literals evaluated), so CP-SAT starts from a
-complete feasible solution: a partial hint is one CP-SAT must repair by search, which on
-scratchpad targets it often failed to do within the time limit.
+segments as that schedule uses (`reload_counts`), so the hinted values extend to a feasible
+solution at the heuristic's objective. Variables the schedule does not fix (positions of absent
+segments, interval lengths, auxiliary literals) are left free: hinting them too was tried and
+steered the search worse (the traffic bench's cnn-c at M_R lost its optimum).
 """
 
 from __future__ import annotations
@@ -110,42 +110,8 @@ def add_hint(model: CpsatModel, hint: Schedule) -> None:
                     and chosen[id(seg)].start_s <= slot.start_s and chosen[id(seg)].end_s >= slot.end_s), None)
         for k, v in enumerate(cov):
             put(v, k == hit)
-    _complete(model, values, put)
     for var, value in values.values():
         m.add_hint(var, value)
-
-
-def _complete(model: CpsatModel, values: dict[int, tuple], put) -> None:
-    """Give every variable the hint has not set a value: absent segments and transfers sit at 0,
-    interval lengths are end - start, auxiliary literals are their AND / OR."""
-
-    def value(v) -> int | None:
-        if isinstance(v, int):
-            return v
-        if v is model._true or v is model._false:
-            return int(v is model._true)
-        index = v.index
-        if index < 0:  # a negated literal
-            x = values.get(-index - 1)
-            return None if x is None else 1 - x[1]
-        x = values.get(index)
-        return None if x is None else x[1]
-
-    for z, kind, operands in model.defs:
-        xs = [value(v) for v in operands]
-        if None not in xs:
-            put(z, all(xs) if kind == "and" else any(xs))
-    for segs in model.segments.values():
-        for seg in segs:
-            for v in (seg.present, seg.start, seg.end, seg.ready, seg.offset):
-                if v is not None:
-                    put(v, 0)
-    for tr in model.transfers:
-        for v in (tr.present, tr.start, tr.end):
-            put(v, 0)
-    for length, seg in model.lengths:
-        a, b = value(seg.start), value(seg.end)
-        put(length, 0 if a is None or b is None or not value(seg.present) else b - a)
 
 
 def _hint_segment(seg: Segment, r, fill, put) -> None:

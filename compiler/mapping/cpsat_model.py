@@ -23,8 +23,7 @@ Simplifications (each keeps schedules valid, possibly not globally optimal): one
 or a producer that only devices of one memory can run), at most `max_reloads` per (tensor, memory)
 unless `reloads` asks for more (the warm start's count, so its schedule is an assignment of the
 model); copies come from home; weights and state stay pinned in their home memory for the whole
-schedule. Every auxiliary literal (`_and`, `_or`) and interval length is recorded (`defs`,
-`lengths`) so a warm start can give each variable a value.
+schedule.
 """
 
 from __future__ import annotations
@@ -83,8 +82,6 @@ class CpsatModel:
         self.m = cp_model.CpModel()
         self.dur = {k: scale.units(c.latency_s) for k, c in problem.costs.items()}
         self.horizon = max(self._horizon(), min_horizon)
-        self.defs: list[tuple[object, str, list]] = []  # (literal, "and" | "or", operands), in creation order
-        self.lengths: list[tuple[object, "Segment"]] = []  # length variable of each segment's time interval
         self.x: dict[tuple[str, str], cp_model.IntVar] = {}
         self.start: dict[str, cp_model.IntVar] = {}
         self.op_interval: dict[tuple[str, str], cp_model.IntervalVar] = {}
@@ -123,7 +120,6 @@ class CpsatModel:
         if b is self._true:
             return a
         z = self.m.new_bool_var(name)
-        self.defs.append((z, "and", [a, b]))
         self.m.add_implication(z, a)
         self.m.add_implication(z, b)
         self.m.add_bool_or([a.Not(), b.Not(), z])
@@ -138,7 +134,6 @@ class CpsatModel:
         if len(lits) == 1:
             return lits[0]
         z = self.m.new_bool_var(name)
-        self.defs.append((z, "or", lits))
         self.m.add_max_equality(z, lits)
         return z
 
@@ -418,7 +413,6 @@ class CpsatModel:
                 size = self.p.tensors[seg.tensor].size_bytes
                 name = f"{seg.tensor}@{mem}#{seg.index}"
                 length = m.new_int_var(0, self.horizon, f"len_{name}")
-                self.lengths.append((length, seg))
                 xs.append(m.new_optional_interval_var(seg.start, length, seg.end, seg.present, f"t_{name}"))
                 ys.append(m.new_optional_fixed_size_interval_var(seg.offset, size, seg.present, f"y_{name}"))
                 demands.append(size)
