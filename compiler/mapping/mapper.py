@@ -40,11 +40,8 @@ class MapOptions:
     objective: Objective = Objective()
     time_limit_s: float = 1.0
     """Per CP-SAT solve, in CP-SAT's deterministic time (reproducible; roughly seconds)."""
-    max_whole_ops: int = 96
-    """Functions up to this many ops are solved whole; larger ones by identical blocks. 96 covers a
-    few decoder layers: on bench/stream_compare.py's 4-layer stack (68 ops) on a scratchpad target,
-    whole CP-SAT interleaves one layer's weight loads with the last one's compute (25.53 ms, about
-    5 s CPU), where one solved block replayed four times gives 26.60 ms, more than 4 x 1 layer."""
+    max_whole_ops: int = 40
+    """Functions up to this many ops are solved whole; larger ones by identical blocks."""
     max_reloads: int = 1
     workers: int = 1
 
