@@ -6,8 +6,8 @@ CPU, 4 layers 121 s CPU. pimc compiles the same files with `pimc.estimate` for
 
   cpu-a76          the preset: one 4-core device (what pimc ships), and
   a76-4core        the same silicon as four 1-core devices, each given a quarter of the one LPDDR4X
-                   bus (bandwidth_efficiency 0.25: a static share, since the mapper does not model
-                   contention), so that ops of neighbouring layers can overlap as on Stream's cores;
+                   bus (bandwidth_efficiency 0.25: a static share each, within which the four never
+                   overdraw the bus), so that ops of neighbouring layers can overlap as on Stream's cores;
   quad-a76-spm     bench/targets/quad-a76-spm.toml: four A76 cores each computing from its own SRAM
                    scratchpad (size assumed, see the file), weights and KV cache loaded from the shared
                    LPDDR4X over one DMA channel per core (a quarter of the bus each) as scheduled
