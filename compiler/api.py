@@ -77,6 +77,8 @@ class RunResult:
     report: Report
     events: tuple[Event, ...] = ()
     """Every device op the run executed, in order (the trace's device tracks)."""
+    transfers: tuple[TransferEvent, ...] = ()
+    """The link transfers of those calls (`pimc.transfers.transfer_events`), as the report priced them."""
 
 
 @dataclass
@@ -178,15 +180,12 @@ class Program:
         }
         simulator = executor.stats()  # e.g. the ADC error of crossbar devices
         extra = {"run": run, **({"simulator": simulator} if simulator else {})}
-        return RunResult(generation.tokens, generation.logits, self._report(events, transfers, extra), tuple(events))
+        return RunResult(generation.tokens, generation.logits, self._report(events, transfers, extra), tuple(events),
+                         tuple(transfers))
 
     def trace(self, result: RunResult | None = None) -> dict[str, Any]:
         """A Chrome/Perfetto trace: of `result`'s run, or else of one prefill then one decode step."""
-        if result is None:
-            events, transfers = self._static_timeline
-        else:
-            events = list(result.events)
-            transfers = self._transfers(events)
+        events, transfers = self._timeline(result)
         return build_trace(events, self._schedules(), transfers, title=f"{self.manifest['model']} on {self.target.name}")
 
     def plots(self, directory: str | Path, result: RunResult | None = None) -> list[Path]:
@@ -194,19 +193,24 @@ class Program:
         then one decode step, written into `directory`; the paths written."""
         from pimc.plots import PlotData, write_plots
 
-        events = list(result.events) if result is not None else self._static_events()
+        events, transfers = self._timeline(result)
         data = PlotData(
             title=f"{self.manifest['model']} on {self.target.name}",
             events=tuple(events),
             schedules=self._schedules(),
             target=self.target,
+            transfers=tuple(transfers),
             placement=self.manifest.get("placement") or {},
             run=result is not None,
         )
         return write_plots(data, directory)
 
-    def _static_events(self) -> list[Event]:
-        return list(self._static_timeline[0])
+    def _timeline(self, result: RunResult | None) -> tuple[list[Event], list[TransferEvent]]:
+        """The events and transfers of `result`'s run, or else of one prefill then one decode step:
+        what the trace and the plots draw, both priced once (by `run` or `_static_timeline`)."""
+        if result is None:
+            return self._static_timeline
+        return list(result.events), list(result.transfers)
 
     @cached_property
     def _static_timeline(self) -> tuple[list[Event], list[TransferEvent]]:

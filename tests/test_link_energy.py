@@ -101,8 +101,8 @@ def test_energy_plot_has_a_bar_per_link(program):
     from pimc.plots.energy import plot
     from pimc.plots.style import KindColors
 
-    events = program._static_events()
-    data = PlotData("t", tuple(events), program._schedules(), program.target, program.manifest["placement"])
+    events, transfers = program._static_timeline
+    data = PlotData("t", tuple(events), program._schedules(), program.target, tuple(transfers), program.manifest["placement"])
     fig = plot(data, KindColors((data.kind_of(e), e.end_s - e.start_s) for e in events))
     for ax in fig.axes:
         labels = [t.get_text() for t in ax.get_xticklabels()]

@@ -68,8 +68,8 @@ def test_event_kinds_come_from_the_placement_rows(soc_program):
     """The FPGA runs a linear as `fpga.gemm`; plots color it as the graph op `llm.linear`."""
     from pimc.plots import PlotData
 
-    events = soc_program._static_events()
-    data = PlotData("t", tuple(events), {}, soc_program.target, soc_program.manifest["placement"])
+    events = soc_program._static_timeline[0]
+    data = PlotData("t", tuple(events), {}, soc_program.target, (), soc_program.manifest["placement"])
     gemms = [e for e in events if e.op == "fpga.gemm"]
     assert gemms and {data.kind_of(e) for e in gemms} == {"llm.linear"}
     for e in events:
@@ -137,7 +137,8 @@ def _synthetic_plot_data() -> PlotData:
     )
     events = tuple(Event("decode", step, target.devices[0].name, "llm.linear", 10e-6 * step, 10e-6 * step + 4e-6, 1e-6, 0.0, 0)
                    for step in range(2))
-    return PlotData("synthetic", events, {"decode": schedule}, target, {})
+    schedules = {"decode": schedule}
+    return PlotData("synthetic", events, schedules, target, tuple(transfer_events(events, schedules, target)), {})
 
 
 def test_transfers_are_spills_and_reloads_at_each_call():

@@ -39,6 +39,12 @@ def _roles(program) -> dict[str, Counter]:
     return {phase: Counter(transfer_roles(Schedule.from_json(s), {"dram"})) for phase, s in program.schedules.items()}
 
 
+def _expected_roles(program) -> Counter:
+    """How many transfers of each role the run makes: the prefill's once, the decode's per step."""
+    roles = _roles(program)
+    return roles["prefill"] + Counter({k: v * (TOKENS - 1) for k, v in roles["decode"].items()})
+
+
 def test_the_scratchpad_is_backed_by_the_linked_lpddr():
     assert scratchpads(load_target(str(TARGET))) == {"spm": "dram"}
     assert scratchpads(load_target("cpu-a76")) == {}
@@ -81,8 +87,7 @@ def test_outputs_equal_the_cpu_without_scratchpad(program, run):
 
 
 def test_trace_has_the_transfers_the_schedules_imply(program, run):
-    roles = _roles(program)
-    expected = roles["prefill"] + Counter({k: v * (TOKENS - 1) for k, v in roles["decode"].items()})
+    expected = _expected_roles(program)
     trace = program.trace(run)
     links = [e for e in trace["traceEvents"] if e.get("ph") == "X" and e["pid"] == 2]
     assert Counter(e["cat"] for e in links) == expected
@@ -92,20 +97,34 @@ def test_trace_has_the_transfers_the_schedules_imply(program, run):
     assert max(spm) <= 330000
 
 
-def test_memory_plot_counts_each_role(program, run, tmp_path):
+def test_the_run_prices_its_transfers_once_for_report_trace_and_plots(program, run, monkeypatch, tmp_path):
+    """`run` places the transfers of the calls it made; the trace and the plots of that run draw
+    that same list instead of placing them again."""
+    placed = transfer_events(run.events, program._schedules(), program.target)
+    assert run.transfers == tuple(placed) and len(placed) == sum(_expected_roles(program).values())
+    assert run.report.data["run"]["energy_j"] == pytest.approx(
+        sum(e.energy_j for e in run.events) + sum(t.energy_j for t in placed), rel=1e-12)
+
+    def place_again(*args):
+        raise AssertionError("transfers placed again")
+
+    monkeypatch.setattr(pimc.api, "transfer_events", place_again)
+    links = [e for e in program.trace(run)["traceEvents"] if e.get("ph") == "X" and e["pid"] == 2]
+    assert [(e["args"]["bytes"], e["args"]["energy_j"]) for e in links] == [(t.bytes, t.energy_j) for t in placed]
+    assert {p.name for p in program.plots(tmp_path, run)} == {"gantt.png", "memory.png", "energy.png", "roofline-cpu.png"}
+
+
+def test_memory_plot_counts_each_role(program, run):
     from pimc.plots import PlotData
     from pimc.plots.memory import plot
 
-    roles = _roles(program)
-    expected = roles["prefill"] + Counter({k: v * (TOKENS - 1) for k, v in roles["decode"].items()})
-    data = PlotData("t", run.events, program._schedules(), program.target, program.manifest["placement"], run=True)
+    expected = _expected_roles(program)
+    data = PlotData("t", run.events, program._schedules(), program.target, run.transfers, program.manifest["placement"], run=True)
     fig = plot(data)
     labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     for role in ("load", "spill", "reload", "writeback"):
         assert f"{role} ({expected[role]})" in labels
     assert "capacity" in labels
-    paths = program.plots(tmp_path, run)
-    assert {p.name for p in paths} == {"gantt.png", "memory.png", "energy.png", "roofline-cpu.png"}
 
 
 def test_latency_counts_the_loads_before_the_first_op(program, run):
@@ -117,5 +136,5 @@ def test_latency_counts_the_loads_before_the_first_op(program, run):
         assert first_op > 0  # a load ran before it
         assert report[phase]["latency_s"] == pytest.approx(schedule["makespan_s"], rel=1e-12)
     assert report["ttft_s"] == report["prefill"]["latency_s"]
-    last = max([e.end_s for e in run.events] + [t.end_s for t in transfer_events(run.events, program._schedules(), program.target)])
+    last = max([e.end_s for e in run.events] + [t.end_s for t in run.transfers])
     assert run.report.data["run"]["latency_s"] == pytest.approx(last)

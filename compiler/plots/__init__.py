@@ -22,6 +22,7 @@ from pimc.files import write_bytes_atomic
 from pimc.mapping.schedule import Schedule
 from pimc.targets import Target
 from pimc.timeline import Event
+from pimc.transfers import TransferEvent
 
 __all__ = ["PlotData", "SIZES", "render_plots", "write_plots"]
 
@@ -32,12 +33,16 @@ SIZES = {"gantt": (1500, 650), "memory": (1400, 800), "energy": (1400, 650), "ro
 @dataclass(frozen=True)
 class PlotData:
     """Everything the plots read: the device events, each phase's checked schedule, the target
-    (devices, memories, peaks) and the placement rows (per op: device, cost, flops)."""
+    (devices, memories, peaks), the events' link transfers and the placement rows (per op: device,
+    cost, flops)."""
 
     title: str
     events: tuple[Event, ...]
     schedules: Mapping[str, Schedule]
     target: Target
+    transfers: tuple[TransferEvent, ...]
+    """`pimc.transfers.transfer_events` of `events`: the list the report and trace price, so the
+    plots draw and sum the same transfers."""
     placement: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     run: bool = False
     """True for a simulated run (prefill + many decode steps), False for one call of each phase."""

@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from pimc.plots.style import TRANSFER_COLORS, KindColors, energy_unit, new_figure, si
-from pimc.transfers import transfer_events
 
 
 def plot(data, colors: KindColors) -> Figure:
@@ -23,7 +22,6 @@ def plot(data, colors: KindColors) -> Figure:
     phases = list(dict.fromkeys(e.phase for e in sorted(data.events, key=lambda e: (e.start_s, e.phase))))
     devices = [d.name for d in data.target.devices]
     links = sorted(link.name for link in data.target.links)
-    transfers = transfer_events(data.events, data.schedules, data.target)
     bars = devices + [f"{name}\n(link)" for name in links]
     if not phases:
         ax = fig.add_subplot()
@@ -37,7 +35,7 @@ def plot(data, colors: KindColors) -> Figure:
         table: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for e in events:
             table[colors.key(data.kind_of(e))][e.device] += e.energy_j
-        link_j = {name: sum(t.energy_j for t in transfers if t.phase == phase and t.link == name) for name in links}
+        link_j = {name: sum(t.energy_j for t in data.transfers if t.phase == phase and t.link == name) for name in links}
         totals = [sum(table[k][d] for k in table) for d in devices] + [link_j[name] for name in links]
         scale, unit = energy_unit(max(totals, default=0.0) or 1.0)
         bottom = [0.0] * len(bars)

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from pimc.plots.style import TRANSFER_COLORS, KindColors, new_figure, time_unit
-from pimc.transfers import ROLES, transfer_events
+from pimc.transfers import ROLES
 
 MIN_BAR_PX = 1.0
 """Bars shorter than this still show (as a hairline), so short ops on a long axis are not lost."""
@@ -29,7 +29,7 @@ def plot(data, colors: KindColors) -> Figure:
 
     fig = new_figure(SIZES["gantt"])
     ax = fig.add_subplot()
-    transfers = transfer_events(data.events, data.schedules, data.target)
+    transfers = data.transfers
     links = sorted({(t.src_memory, t.dst_memory) for t in transfers})
     devices = [d for d in data.target.devices]
     end_s = max([e.end_s for e in data.events] + [t.end_s for t in transfers] + [0.0])

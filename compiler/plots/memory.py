@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 
 from pimc.plots.style import TRANSFER_COLORS, bytes_unit, new_figure, si, time_unit
 from pimc.timeline import call_offsets
-from pimc.transfers import ROLES, transfer_events
+from pimc.transfers import ROLES
 
 RESIDENT_PREFIXES = {"w:": "weights", "cache:": "KV cache"}
 """Tensor name prefixes (mapping/from_ir.py names) of what is resident for the whole run."""
@@ -55,7 +55,7 @@ def plot(data) -> Figure:
             else:
                 deltas[r.memory] += [(offset + r.start_s, r.size_bytes), (offset + r.end_s, -r.size_bytes)]
 
-    transfers = transfer_events(data.events, data.schedules, data.target)
+    transfers = data.transfers
     end_s = max([e.end_s for e in data.events] + [t.end_s for t in transfers] + [0.0])
     tscale, tunit = time_unit(end_s)
     axes = fig.subplots(len(memories), 1, sharex=True, squeeze=False)[:, 0]
