@@ -40,8 +40,8 @@ class TransferEvent:
     role: str = "transfer"
     """load, spill, reload, writeback or transfer (`transfer_roles`)."""
     offchip: bool = False
-    """Whether either end is an off-chip memory: then its bytes are off-chip traffic that no op's cost
-    counts (an op computes from the transfer's destination), as the mapper's `Schedule.offchip_bytes`."""
+    """Whether either end is an off-chip memory (`Transfer.crosses_offchip`, the rule the mapper's
+    `Schedule.offchip_bytes` counts by): then its bytes are off-chip traffic that no op's cost counts."""
 
 
 def transfer_roles(schedule: Schedule, offchip: set[str] | frozenset[str]) -> list[str]:
@@ -82,13 +82,14 @@ def transfer_events(events: Iterable[Event], schedules: Mapping[str, Schedule], 
                                  f"target {target.name!r}")
             out.append(TransferEvent(phase, step, link.name, t.tensor, t.src_memory, t.dst_memory, offset + t.start_s,
                                      offset + t.end_s, t.bytes, costs[(t.src_memory, t.dst_memory)].energy_j(t.bytes), role,
-                                     t.src_memory in offchip or t.dst_memory in offchip))
+                                     t.crosses_offchip(offchip)))
     return sorted(out, key=lambda t: (t.start_s, t.link, t.tensor))
 
 
 def offchip_transfer_bytes(transfers: Iterable[TransferEvent]) -> int:
     """Bytes of the transfers with an off-chip end (loads, spills, reloads, writebacks, and copies
-    between two off-chip memories), counted once each, as the mapper's own off-chip figure."""
+    between two off-chip memories), counted once each: flagged by the mapper's own rule
+    (`Transfer.crosses_offchip`), so this is the transfer part of `Schedule.offchip_bytes`."""
     return sum(t.bytes for t in transfers if t.offchip)
 
 

@@ -6,6 +6,7 @@ key order so bundles can store it and tests can compare schedules byte-for-byte.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,12 @@ class Transfer:
     end_s: float
     bytes: int
 
+    def crosses_offchip(self, offchip_memories: Collection[str]) -> bool:
+        """Whether either end is an off-chip memory: then its bytes are off-chip traffic that no
+        op's cost counts (an op computes from the transfer's destination). The one rule for
+        `Schedule.offchip_bytes` and the reports' `pimc.transfers.TransferEvent.offchip`."""
+        return self.src_memory in offchip_memories or self.dst_memory in offchip_memories
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -81,11 +88,8 @@ class Schedule:
 
     def offchip_bytes(self, problem: MappingProblem) -> float:
         """Op off-chip bytes from the cost table plus transfers touching an off-chip memory."""
-        b = sum(problem.costs[(s.op, s.device)].offchip_bytes for s in self.ops_in_order())
-        for t in self.transfers:
-            if t.src_memory in problem.offchip_memories or t.dst_memory in problem.offchip_memories:
-                b += t.bytes
-        return b
+        ops = sum(problem.costs[(s.op, s.device)].offchip_bytes for s in self.ops_in_order())
+        return ops + sum(t.bytes for t in self.transfers if t.crosses_offchip(problem.offchip_memories))
 
     @property
     def busy_s(self) -> dict[str, float]:
