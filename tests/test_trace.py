@@ -23,6 +23,13 @@ SCRATCHPAD = FIXTURES / "cpu-scratchpad.toml"
 TWO_MEM = FIXTURES / "two-mem-link.toml"
 
 
+@pytest.fixture(scope="module")
+def two_mem_program():
+    """tiny-llama W8A8 on two-mem-link: the CPU and the NPU on their own memories, joined by `bus`
+    (4 GB/s, 500 ns, 10 pJ/B): activations cross it."""
+    return pimc.compile("tiny-llama", str(TWO_MEM), seq_len=8, context=32, wbits=8, abits=8)
+
+
 def _names(trace, ph="M"):
     return [e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == ph]
 
@@ -90,15 +97,33 @@ def test_transfers_become_link_slices_with_link_bytes_and_energy():
     assert spm == [(0.0, 64), (1.5, 0), (2.5, 64), (4.0, 0), (10.0, 64), (11.5, 0), (12.5, 64), (14.0, 0)]
 
 
-def test_trace_link_slices_are_the_reports_transfers():
+def test_trace_link_slices_are_the_reports_transfers(two_mem_program):
     """On a target with links, the trace's link slices sum to the report's per-link bytes and energy."""
-    program = pimc.compile("tiny-llama", str(TWO_MEM), seq_len=8, context=32, wbits=8, abits=8)
-    links = _slices(program.trace(), "links")
-    usage = program.report().data["links"]["bus"]
+    links = _slices(two_mem_program.trace(), "links")
+    usage = two_mem_program.report().data["links"]["bus"]
     assert links and len(links) == usage["transfers"]
     assert sum(e["args"]["bytes"] for e in links) == usage["bytes"]
     assert sum(e["args"]["energy_j"] for e in links) == pytest.approx(usage["energy_j"], rel=1e-12)
     assert {e["args"]["link"] for e in links} == {"bus"}
+
+
+def test_link_slices_are_priced_from_the_links_numbers(two_mem_program):
+    """Each slice on `bus` moves one whole f32 tensor (tokens x hidden 128, KV 64, FFN 344 or vocab
+    512 wide, or int64 positions), lasts bytes / 4 GB/s + 500 ns and costs bytes x 10 pJ."""
+    links = _slices(two_mem_program.trace(), "links")
+    assert links
+    for e in links:
+        tokens = {"prefill": 8, "decode": 1}[e["args"]["phase"]]
+        nbytes = e["args"]["bytes"]
+        assert nbytes in {tokens * width * 4 for width in (128, 64, 344, 512)} | {tokens * 8}
+        assert e["dur"] == pytest.approx(nbytes / 4e9 * 1e6 + 0.5, abs=1e-6)  # microseconds
+        assert e["args"]["energy_j"] == pytest.approx(nbytes * 10e-12, rel=1e-12)
+    priced = {(e["args"]["phase"], e["args"]["bytes"], e["dur"], e["args"]["energy_j"]) for e in links}
+    # by hand: the prefill's hidden state, 8 x 128 x 4 B = 4096 B: 1.024 us + 0.5 us, 40.96 nJ;
+    # its FFN activations, 8 x 344 x 4 B = 11008 B: 2.752 + 0.5 us, 110.08 nJ; decode's hidden row 512 B
+    assert {("prefill", 4096, 1.524), ("prefill", 11008, 3.252), ("decode", 512, 0.628)} <= {p[:3] for p in priced}
+    for phase, nbytes, energy_j in (("prefill", 4096, 40.96e-9), ("prefill", 11008, 110.08e-9), ("decode", 512, 5.12e-9)):
+        assert all(j == pytest.approx(energy_j, rel=1e-12) for p, b, _, j in priced if (p, b) == (phase, nbytes))
 
 
 def test_cli_report_and_run_write_traces(tmp_path, tiny_program):
