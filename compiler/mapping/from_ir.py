@@ -60,9 +60,21 @@ def _tensor_kind_and_name(op: Operation, index: int, returned: set[SSAValue]) ->
 
 
 def _weight_bytes(op: llm.WeightOp) -> int:
-    """Stored size: quantized when a linear reads it quantized (a tied table is stored once)."""
-    sizes = [weight_storage_bytes(use.operation) for use in op.result.uses if isinstance(use.operation, llm.LinearOp)]
-    return math.ceil(min(sizes, default=nbytes(op.result)))
+    """Stored size: quantized when a linear reads it as its weight matrix, quantized (a tied table
+    is stored once); a bias, a norm's scale or an embedding table: its own elements."""
+    return math.ceil(min(_stored_as_weight(op.result), default=nbytes(op.result)))
+
+
+def _stored_as_weight(value: SSAValue) -> list[float]:
+    """The storage sizes of the linears (also inside fused ops) that read `value` as their weight."""
+    sizes = []
+    for use in value.uses:
+        reader = use.operation
+        if isinstance(reader, llm.LinearOp) and reader.weight is value:
+            sizes.append(weight_storage_bytes(reader))
+        elif isinstance(reader, llm.FusedOp):
+            sizes.extend(_stored_as_weight(reader.body.block.args[use.index]))
+    return sizes
 
 
 def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict[str, Operation]]:
@@ -81,7 +93,10 @@ def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict
         if isinstance(op, llm.WeightOp):
             name = f"w:{op.properties['name'].data}"
             names.names[op.result] = name
-            tensors[name] = Tensor(name, _weight_bytes(op), "weight")
+            size = _weight_bytes(op)  # one tensor per name, stored once: at its least storage size
+            if name in tensors:
+                size = min(size, tensors[name].size_bytes)
+            tensors[name] = Tensor(name, size, "weight")
             continue
         kind, out = _tensor_kind_and_name(op, index, returned)
         names.names[op.results[0]] = out
