@@ -129,18 +129,37 @@ def cli(*args) -> tuple[int, str, str]:
 # --- running --------------------------------------------------------------------------------------
 
 
-def test_local_pool_and_dask_cluster_give_identical_results(tmp_path):
+@pytest.fixture(scope="module")
+def grid_on_local_pool(tmp_path_factory) -> tuple[Path, Path]:
+    """The 2x2 grid swept once on the local pool: (spec, output folder), what the Dask runs must equal."""
+    folder = tmp_path_factory.mktemp("grid")
+    spec = write_spec(folder, GRID_2X2)
+    assert run_sweep(spec, folder / "local", workers=2).evaluated == 4
+    return spec, folder / "local"
+
+
+def sweep_on_local_cluster(spec: Path, out: Path, **cluster) -> set[int]:
+    """Sweep `spec` into `out` on a Dask LocalCluster started here (`cluster`: its size and kind),
+    check that it evaluated every point; the process ids of its workers."""
     distributed = pytest.importorskip("distributed")
-    spec = write_spec(tmp_path, GRID_2X2)
-    local = run_sweep(spec, tmp_path / "local", workers=2)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
-        on_dask = run_sweep(spec, tmp_path / "dask", dask=cluster.scheduler_address)
-    assert local.evaluated == on_dask.evaluated == 4
+    with distributed.LocalCluster(dashboard_address=None, **cluster) as local_cluster:
+        assert run_sweep(spec, out, dask=local_cluster.scheduler_address).evaluated == 4
+        with distributed.Client(local_cluster.scheduler_address, set_as_default=False) as client:
+            return set(client.run(os.getpid).values())
+
+
+def assert_same_outputs(a: Path, b: Path) -> None:
     for name in ("results.csv", "results.json", "pareto.png"):
-        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_local_pool_and_dask_cluster_give_identical_results(grid_on_local_pool, tmp_path):
+    spec, local = grid_on_local_pool
+    sweep_on_local_cluster(spec, tmp_path / "dask", n_workers=1, threads_per_worker=2, processes=False)
+    assert_same_outputs(local, tmp_path / "dask")
 
     # The figures are pimc.estimate's own, and the points really differ.
-    rows = csv_rows(tmp_path / "local" / "results.csv")
+    rows = csv_rows(local / "results.csv")
     assert [r["status"] for r in rows] == ["ok"] * 4
     last = pimc.estimate("tiny-llama", "zcu102-meadow", seq_len=8, context=16, wbits=8, abits=8,
                          overrides=["fpga.offchip_gbps=12.0"])
@@ -148,7 +167,7 @@ def test_local_pool_and_dask_cluster_give_identical_results(tmp_path):
     assert float(rows[3]["joules_per_token"]) == last.joules_per_token
     assert float(rows[3]["decode_offchip_bytes"]) == last.data["decode"]["offchip_bytes"]
     assert len({r["tokens_per_s"] for r in rows}) == 4
-    assert png_size(tmp_path / "local" / "pareto.png") == (800, 550)
+    assert png_size(local / "pareto.png") == (800, 550)
     data = json.loads((tmp_path / "dask" / "results.json").read_text())
     assert data["schema"] == "pimc.sweep/1" and [p["index"] for p in data["points"]] == [0, 1, 2, 3]
     assert data["pareto"] == [p["index"] for p in data["points"] if p["pareto"]]
@@ -345,19 +364,12 @@ def test_workers_and_dask_are_exclusive(tmp_path):
 
 
 @pytest.mark.slow
-def test_dask_cluster_of_worker_processes_gives_the_local_results(tmp_path):
+def test_dask_cluster_of_worker_processes_gives_the_local_results(grid_on_local_pool, tmp_path):
     """Workers in their own processes (pickled jobs, pimc imported there) give byte-identical outputs."""
-    distributed = pytest.importorskip("distributed")
-    spec = write_spec(tmp_path, GRID_2X2)
-    local = run_sweep(spec, tmp_path / "local", workers=2)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        on_dask = run_sweep(spec, tmp_path / "dask", dask=cluster.scheduler_address)
-        with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
-            pids = set(client.run(os.getpid).values())
+    spec, local = grid_on_local_pool
+    pids = sweep_on_local_cluster(spec, tmp_path / "dask", n_workers=2, threads_per_worker=1, processes=True)
     assert len(pids) == 2 and os.getpid() not in pids
-    assert local.evaluated == on_dask.evaluated == 4
-    for name in ("results.csv", "results.json", "pareto.png"):
-        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
+    assert_same_outputs(local, tmp_path / "dask")
     journal = [json.loads(line) for line in (tmp_path / "dask" / "journal.jsonl").read_text().splitlines()]
     assert len(journal) == 4 and all(r["status"] == "ok" for r in journal)
 
