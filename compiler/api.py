@@ -151,7 +151,10 @@ class Program:
         )
 
     def report(self) -> Report:
-        """Static figures: one prefill and one decode step, as scheduled."""
+        """Static figures: one prefill and one decode step, as scheduled (of a kernel model, its one
+        call: `kernel_report`)."""
+        if self.manifest.get("kernel"):
+            return self.kernel_report()
         return self._report(*self._one_call_each)
 
     def kernel_report(self) -> Report:
@@ -364,7 +367,7 @@ def estimate(
     program = estimate_program(model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group,
                                overrides=overrides, dataflow=dataflow, fuse=fuse, objective=objective,
                                time_limit=time_limit, solver=solver)
-    return program.kernel_report() if program.manifest["kernel"] else program.report()
+    return program.report()
 
 
 @fewer_collections()

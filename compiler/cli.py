@@ -204,7 +204,7 @@ def estimate(
         model, target, seq_len=seq_len, context=context, wbits=wbits, abits=abits, group=group, overrides=overrides or (),
         dataflow=dataflow, fuse=fuse, objective=objective, time_limit=time_limit, solver=solver,
     )
-    report = program.kernel_report() if program.manifest["kernel"] else program.report()
+    report = program.report()
     if plots is not None:
         program.plots(plots)
     _save_report(report_file, report)

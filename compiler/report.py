@@ -91,25 +91,14 @@ def build_report(
 ) -> dict[str, Any]:
     """`links` ({name: usage}, `pimc.transfers.link_usage`) sits beside `devices`: the phases'
     `energy_j` is the devices' plus the links'."""
-    report = {
-        "schema": SCHEMA,
-        "model": model,
-        "target": target,
-        "compile_s": compile_s,
+    figures = {
         "prefill": {"tokens": prompt_tokens, **_stats(prefill)},
         "decode": {"context": context, **_stats(decode)},
         "ttft_s": prefill.latency_s,
         "tokens_per_s": 1.0 / decode.latency_s if decode.latency_s > 0 else None,
         "joules_per_token": decode.energy_j,
-        "devices": devices,
-        **({"links": links} if links is not None else {}),
-        "schedule": schedule,
     }
-    if placement is not None:
-        report["placement"] = placement
-        report["top_ops"] = top_ops(placement)
-    report.update(extra or {})
-    return report
+    return {**_report(model, target, compile_s, figures, devices, links, schedule, placement), **(extra or {})}
 
 
 def build_kernel_report(
@@ -124,12 +113,19 @@ def build_kernel_report(
     links: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report of a kernel model (`gemv:MxK`, `gemm:MxKxN`): `kernel` instead of prefill/decode."""
+    return _report(model, target, compile_s, {"kernel": _stats(kernel)}, devices, links, schedule, placement)
+
+
+def _report(model: str, target: str, compile_s: float | None, figures: dict[str, Any], devices: dict[str, dict[str, Any]],
+            links: dict[str, dict[str, Any]] | None, schedule: dict[str, Any],
+            placement: dict[str, list[dict[str, Any]]] | None) -> dict[str, Any]:
+    """The keys every report has, in the schema's order, around its `figures` (phases or kernel)."""
     report = {
         "schema": SCHEMA,
         "model": model,
         "target": target,
         "compile_s": compile_s,
-        "kernel": _stats(kernel),
+        **figures,
         "devices": devices,
         **({"links": links} if links is not None else {}),
         "schedule": schedule,
