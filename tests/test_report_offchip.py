@@ -72,33 +72,10 @@ def test_markdown_splits_ops_and_transfers_only_where_transfers_add():
     assert "| off-chip traffic | 3.000 MB prefill (2.000 MB by ops + 1.000 MB by transfers), 1.000 MB/token decode |" in text
 
 
-def test_scratchpad_report_equals_the_mappers_offchip_bytes(monkeypatch):
-    """tiny-llama prefill of 56 tokens spills on the 330 kB scratchpad: the report counts what the
-    checked schedule moves, as `Schedule.offchip_bytes` prices it for the `offchip` objective."""
-    mapped = []
-    real = api.map_and_lower
-
-    def keep(*args, **kwargs):  # the mapper's own problems and schedules, as the compile made them
-        lowered = real(*args, **kwargs)
-        mapped.append(lowered)
-        return lowered
-
-    monkeypatch.setattr(api, "map_and_lower", keep)
-    program = api.estimate_program("tiny-llama", str(SCRATCHPAD), seq_len=56, context=64, wbits=8, abits=8)
-    report = program.report().data
-    mapper = {f.name: f.schedule.offchip_bytes(f.problem) for f in mapped[0].mapped}
-    for phase in ("prefill", "decode"):
-        assert report[phase]["offchip_bytes"] == pytest.approx(mapper[phase], rel=1e-12)
-        assert report[phase]["ops_offchip_bytes"] < report[phase]["offchip_bytes"]  # spills and loads add
-    assert report["prefill"]["offchip_bytes"] == 4836352  # 3,674,112 B by ops + 1,162,240 B over `dma`
-    assert report["devices"]["cpu"]["offchip_bytes"] == pytest.approx(mapper["prefill"] + mapper["decode"], rel=1e-12)
-
-
-@pytest.mark.parametrize("target", [str(TWO_MEM), "edge-soc"])
-def test_report_equals_the_mappers_offchip_bytes_with_copies_between_offchip_memories(monkeypatch, target):
-    """On two-mem-link (lpddr -> npu_mem over `bus`) and edge-soc (ddr4 <-> the crossbars' lpddr over
-    PCIe) tiny-llama's tensors are copied between two off-chip memories: the report counts them as
-    the mapper does."""
+@pytest.fixture
+def mappers_offchip_bytes(monkeypatch):
+    """{phase: `Schedule.offchip_bytes`} of the compile to come, from the mapper's own problems and
+    schedules as that compile made them (call it after the compile)."""
     mapped = []
     real = api.map_and_lower
 
@@ -108,8 +85,29 @@ def test_report_equals_the_mappers_offchip_bytes_with_copies_between_offchip_mem
         return lowered
 
     monkeypatch.setattr(api, "map_and_lower", keep)
+    return lambda: {f.name: f.schedule.offchip_bytes(f.problem) for f in mapped[0].mapped}
+
+
+def test_scratchpad_report_equals_the_mappers_offchip_bytes(mappers_offchip_bytes):
+    """tiny-llama prefill of 56 tokens spills on the 330 kB scratchpad: the report counts what the
+    checked schedule moves, as `Schedule.offchip_bytes` prices it for the `offchip` objective."""
+    program = api.estimate_program("tiny-llama", str(SCRATCHPAD), seq_len=56, context=64, wbits=8, abits=8)
+    report = program.report().data
+    mapper = mappers_offchip_bytes()
+    for phase in ("prefill", "decode"):
+        assert report[phase]["offchip_bytes"] == pytest.approx(mapper[phase], rel=1e-12)
+        assert report[phase]["ops_offchip_bytes"] < report[phase]["offchip_bytes"]  # spills and loads add
+    assert report["prefill"]["offchip_bytes"] == 4836352  # 3,674,112 B by ops + 1,162,240 B over `dma`
+    assert report["devices"]["cpu"]["offchip_bytes"] == pytest.approx(mapper["prefill"] + mapper["decode"], rel=1e-12)
+
+
+@pytest.mark.parametrize("target", [str(TWO_MEM), "edge-soc"])
+def test_report_equals_the_mappers_offchip_bytes_with_copies_between_offchip_memories(mappers_offchip_bytes, target):
+    """On two-mem-link (lpddr -> npu_mem over `bus`) and edge-soc (ddr4 <-> the crossbars' lpddr over
+    PCIe) tiny-llama's tensors are copied between two off-chip memories: the report counts them as
+    the mapper does."""
     report = api.estimate_program("tiny-llama", target, seq_len=8, context=32, wbits=8, abits=8).report().data
-    mapper = {f.name: f.schedule.offchip_bytes(f.problem) for f in mapped[0].mapped}
+    mapper = mappers_offchip_bytes()
     copies = 0.0
     for phase in ("prefill", "decode"):
         assert report[phase]["offchip_bytes"] == pytest.approx(mapper[phase], rel=1e-12)
