@@ -47,6 +47,11 @@ class PlotData:
     run: bool = False
     """True for a simulated run (prefill + many decode steps), False for one call of each phase."""
 
+    @property
+    def end_s(self) -> float:
+        """When the last op or transfer ends (0 when nothing ran): the right end of every time axis."""
+        return max([e.end_s for e in self.events] + [t.end_s for t in self.transfers] + [0.0])
+
     def kind_of(self, event: Event) -> str:
         """The graph op kind (`llm.linear` ...) an event ran, from its placement row; the device
         op's own name when the bundle has no row for it. Devices lower one kind to different ops

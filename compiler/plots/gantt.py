@@ -32,7 +32,7 @@ def plot(data, colors: KindColors) -> Figure:
     transfers = data.transfers
     links = sorted({(t.src_memory, t.dst_memory) for t in transfers})
     devices = [d for d in data.target.devices]
-    end_s = max([e.end_s for e in data.events] + [t.end_s for t in transfers] + [0.0])
+    end_s = data.end_s
     scale, unit = time_unit(end_s)
     min_width = end_s * scale * MIN_BAR_PX / (SIZES["gantt"][0] * 0.75)
 

@@ -56,7 +56,7 @@ def plot(data) -> Figure:
                 deltas[r.memory] += [(offset + r.start_s, r.size_bytes), (offset + r.end_s, -r.size_bytes)]
 
     transfers = data.transfers
-    end_s = max([e.end_s for e in data.events] + [t.end_s for t in transfers] + [0.0])
+    end_s = data.end_s
     tscale, tunit = time_unit(end_s)
     axes = fig.subplots(len(memories), 1, sharex=True, squeeze=False)[:, 0]
     for ax, memory in zip(axes, memories):
