@@ -135,7 +135,8 @@ def test_mapper_proves_the_spill_optimum_with_the_byte_bound():
 
 def test_plan_schedule_is_valid_and_moves_exactly_the_bound():
     """The least-bytes plan played out with offline addresses: accepted by the checker and, when
-    its addresses fit (8 of these 20 tight cases), exactly the byte-level bound, so optimal."""
+    its addresses fit (all 20 of these tight cases; 8 by the greedy orders alone, the other 12 by
+    the CP-SAT packing), exactly the byte-level bound, so optimal."""
     fits = 0
     for seed in range(10):
         p = random_dag(seed)
@@ -147,7 +148,7 @@ def test_plan_schedule_is_valid_and_moves_exactly_the_bound():
             check_schedule(q, s)
             assert s.offchip_bytes(q) == scratchpad_traffic(q)
             fits += 1
-    assert fits == 8
+    assert fits == 20
 
 
 def test_byte_bound_search_is_shared_across_state_limits(monkeypatch):
@@ -172,3 +173,18 @@ def test_byte_bound_search_is_shared_across_state_limits(monkeypatch):
     q = dataclasses.replace(p)  # a fresh problem: abandoned at a small limit, searched again at a larger one
     assert scratchpad_traffic(q, needed - 1) is None and scratchpad_traffic(q, 10) is None
     assert scratchpad_traffic(q, needed) == best and calls == [200_000, needed - 1, needed]
+
+
+def test_offline_packing_places_what_every_greedy_order_fragments():
+    """4 bytes; t3 (3 B) and t0 (1 B) fill [1, 2), t2 (1 B) meets t0 in [2, 3) and t1 (3 B) in
+    [4, 5): largest-first puts t1 and t3 at 0, t0 at 3, and t2 finds no byte free over [2, 5). The
+    packings: t0 at 0, t3 at 1, t2 at 3, t1 at 0 (or mirrored)."""
+    from pimc.mapping.traffic_plan import ORDERS, _first_fit, _offline_offsets
+
+    lives = [("t0", "spm", 0.0, 3.0), ("t1", "spm", 4.0, 5.0), ("t2", "spm", 2.0, 5.0), ("t3", "spm", 1.0, 2.0)]
+    size = {"t0": 1, "t1": 3, "t2": 1, "t3": 3}
+    for key in ORDERS:
+        assert _first_fit(lives, sorted(range(4), key=lambda i: key(lives[i], size[lives[i][0]])), size, 4) is None
+    offsets = {life[0]: off for life, off in _offline_offsets(lives, size, 4)}
+    assert offsets in ({"t0": 0, "t3": 1, "t2": 3, "t1": 0}, {"t0": 3, "t3": 0, "t2": 0, "t1": 1})
+    assert _offline_offsets(lives, size, 3) is None  # [1, 2) needs 4 bytes

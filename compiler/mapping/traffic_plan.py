@@ -3,12 +3,15 @@
 traffic_bound's least-bytes plan (evictions and ops in order) is played out one step at a time
 (each transfer and op after the previous one), and the scratchpad's residencies then get addresses
 offline, each at the lowest address free during its whole lifetime (largest, earliest or
-longest-lived first: the first order that fits). If they fit,
+longest-lived first: the first order that fits), or, when no such order fits, by a small CP-SAT
+packing (the lifetimes are fixed, only the offsets are free: NoOverlap2D). If they fit,
 the schedule moves exactly the bound's bytes, so it is optimal for off-chip traffic; if not
 (fragmentation), there is no schedule here and the other heuristics and CP-SAT carry on.
 """
 
 from __future__ import annotations
+
+from ortools.sat.python import cp_model
 
 from pimc.mapping.list_scheduler import _assign_offsets, lowest_gap
 from pimc.mapping.problem import MappingProblem
@@ -87,13 +90,44 @@ ORDERS = (
 
 def _offline_offsets(lives: list[tuple], size: dict[str, int], capacity: int):
     """The first of ORDERS in which every residency, at the lowest address free over its lifetime,
-    fits; None if none does."""
+    fits; else an exact packing (_packed_offsets); None if neither finds one."""
     for key in ORDERS:
         order = sorted(range(len(lives)), key=lambda i: key(lives[i], size[lives[i][0]]))
         placed = _first_fit(lives, order, size, capacity)
         if placed is not None:
             return placed
-    return None
+    return _packed_offsets(lives, size, capacity)
+
+
+PACKING_TIME_S = 2.0
+"""CP-SAT's deterministic time for the offline packing (one worker, a fixed seed: reproducible)."""
+
+
+def _packed_offsets(lives: list[tuple], size: dict[str, int], capacity: int):
+    """Offsets for residencies with fixed lifetimes by CP-SAT (NoOverlap2D over time rank x
+    address; residencies that only touch in time may share addresses); None if it proves none
+    exists or finds none in PACKING_TIME_S."""
+    rank = {t: i for i, t in enumerate(sorted({x for life in lives for x in life[2:]}))}
+    if any(size[life[0]] > capacity for life in lives):
+        return None
+    m = cp_model.CpModel()
+    offsets, times, spans = [], [], []
+    for i, (t, _, a, b) in enumerate(lives):
+        if rank[b] <= rank[a]:
+            offsets.append(0)  # an empty lifetime overlaps nothing
+            continue
+        off = m.new_int_var(0, capacity - size[t], f"offset{i}")
+        offsets.append(off)
+        times.append(m.new_fixed_size_interval_var(rank[a], rank[b] - rank[a], f"time{i}"))
+        spans.append(m.new_fixed_size_interval_var(off, size[t], f"bytes{i}"))
+    m.add_no_overlap_2d(times, spans)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    solver.parameters.max_deterministic_time = PACKING_TIME_S
+    if solver.solve(m) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    return [(life, off if isinstance(off, int) else solver.value(off)) for life, off in zip(lives, offsets)]
 
 
 def _first_fit(lives: list[tuple], order: list[int], size: dict[str, int], capacity: int):
