@@ -121,7 +121,8 @@ def llm_decode(spec: str) -> MappingProblem:
 
 
 def cnn(seed: int, blocks: int) -> MappingProblem:
-    """Residual blocks (conv-conv-add with a skip) and inception-like branches, random channel sizes."""
+    """Residual blocks (conv-conv-add with a skip) and inception-like branches, random channel sizes;
+    int8 activations (8x8 pixels) and 3x3 kernels (in channels x out channels x 9 bytes)."""
     r = random.Random(seed)
     hw = 8 * 8
     ts, ops = [Tensor("img", hw * 16, "input")], []
@@ -130,7 +131,8 @@ def cnn(seed: int, blocks: int) -> MappingProblem:
     def conv(src, ch):
         nonlocal n
         n += 1
-        ts.append(Tensor(f"k{n}", ch * 16 * 9, "weight"))
+        channels = next(t.size_bytes for t in ts if t.name == src) // hw
+        ts.append(Tensor(f"k{n}", channels * ch * 9, "weight"))
         ts.append(Tensor(f"f{n}", hw * ch, "activation"))
         ops.append(OpNode(f"conv_{n}", "conv", (src, f"k{n}"), (f"f{n}",)))
         return f"f{n}"

@@ -25,3 +25,22 @@ def test_traffic_bench_json_rows():
         assert r["ilp_status"] == "OPTIMAL" and r["ilp_gap"] == 0.0
     assert rows[2]["ilp"] == 0  # M_P: the minimum peak footprint runs without spilling
     assert data["removed_pct_mean"] is not None and data["rows_total"] == 3
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_traffic", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cnn_kernels_are_in_by_out_channels_by_9():
+    """cnn-a: conv_6 maps conv_5's 48 channels (3072 B of 8x8 int8) to 16: 48 x 16 x 9 = 6912 B
+    (it was priced as 16 x 16 x 9 = 2304 B, as if every conv read 16 channels)."""
+    p = _bench_module().cnn(1, 4)
+    conv_6 = p.op_by_name["conv_6"]
+    assert conv_6.inputs == ("f5", "k6") and p.tensors["f5"].size_bytes == 3072
+    assert p.tensors["k6"].size_bytes == 48 * 16 * 9
+    assert p.tensors["k1"].size_bytes == 16 * 16 * 9  # img's 16 channels to 16
