@@ -52,3 +52,20 @@ def test_two_bit_gemv_energy_by_hand():
     ratios = mvdram.host_wait_ratios(row)
     assert ratios["uncore (the model)"] == pytest.approx(row["energy_ratio"], rel=1e-9)
     assert list(ratios.values()) == sorted(ratios.values(), reverse=True)  # more host power, less gain
+
+
+def test_where_pud_is_slower_the_hosts_gemv_equals_the_baseline():
+    # 4096x4096 at W2A2: PUD's 32 tasks take longer than the i7's Q2_K stream, so the PUD system's
+    # host runs it, priced exactly as the CPU baseline (same device, same llama.cpp format).
+    row = mvdram.gemv_row(2, spec="gemv:4096x4096")
+    assert not row["on_pud"] and row["tasks"] == 0
+    assert row["speedup"] == pytest.approx(1.0, rel=1e-12) and row["energy_ratio"] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_shape_sweep_tasks_and_the_up_to_speedup():
+    # Llama-2-13B lm_head: 5120 inputs in blocks of 128 -> 40 tasks; 32000 outputs fit one chunk.
+    rows = mvdram.shape_rows(2)
+    assert rows["Llama-2-13B lm_head"]["tasks"] == 5120 // 128 == 40
+    assert rows["Llama-2-7B lm_head"]["speedup"] == pytest.approx(mvdram.gemv_row(2)["speedup"], rel=1e-12)
+    best = max(r["speedup"] for r in rows.values())
+    assert abs(mvdram.deviation(best, mvdram.PUBLISHED_GEMV[2]["speedup"])) <= mvdram.TOLERANCE
