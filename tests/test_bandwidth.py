@@ -333,7 +333,7 @@ def test_stitcher_ignoring_bandwidth_is_rejected_and_the_mapper_replays(monkeypa
         check_schedule(p, s)
     mapped = map_problem(p, MapOptions(time_limit_s=1.0, max_whole_ops=4))
     check_schedule(p, mapped)
-    assert "not stitched: the checker rejects the stitched schedule: memory 'dram' bandwidth exceeded" in mapped.note
+    assert "not stitched: the checker rejects it: memory 'dram' bandwidth exceeded" in mapped.note
     assert mapped.makespan_s == pytest.approx(8 * MS)
 
 

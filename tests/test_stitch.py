@@ -112,17 +112,17 @@ def test_mapper_keeps_the_replayed_blocks_when_stitching_is_not_better():
     s, note = solve_blocks(problem)
     check_schedule(problem, s)
     assert s.solver == "cpsat-blocks" and s.makespan_s == pytest.approx(14.002, abs=1e-9)
-    assert "replicated and replayed" in note and "(stitched 14.008 s, replayed 14.002 s)" in note
+    assert "replicated and replayed" in note and "(replayed 14.002 s, stitched 14.008 s, overlapped 14.008 s)" in note
 
 
 def test_mapper_keeps_the_replayed_blocks_on_a_tie(monkeypatch):
     """A stitched schedule exactly as good as the replay (the replay itself) does not replace it."""
     replays = capture_replays(monkeypatch)
-    monkeypatch.setattr(mapper, "_stitch", lambda *a: dataclasses.replace(replays[-1], solver="cpsat-stitched"))
+    monkeypatch.setattr(mapper, "_stitch", lambda *a, **k: (dataclasses.replace(replays[-1], solver="cpsat-stitched"), ""))
     problem = two_blocks(4)
     s, note = solve_blocks(problem)
     assert s is replays[-1] and s.solver == "cpsat-blocks"
-    assert "replicated and replayed" in note and "(stitched 14.002 s, replayed 14.002 s)" in note
+    assert "replicated and replayed" in note and "(replayed 14.002 s, stitched 14.002 s, overlapped 14.002 s)" in note
 
 
 def test_mapper_keeps_the_stitched_blocks_when_strictly_better(monkeypatch):
@@ -141,16 +141,17 @@ def test_mapper_replays_when_the_checker_rejects_the_stitched_blocks(monkeypatch
     replays = capture_replays(monkeypatch, slowdown=2.0)
     real = mapper._stitch
 
-    def corrupt(*a):
-        s = real(*a)
-        return dataclasses.replace(s, slots={**s.slots, "a3": dataclasses.replace(s.slots["a3"], start_s=0.0, end_s=3.0)})
+    def corrupt(*a, **k):
+        s, edges = real(*a, **k)
+        return dataclasses.replace(s, slots={**s.slots, "a3": dataclasses.replace(s.slots["a3"], start_s=0.0, end_s=3.0)}), edges
 
     monkeypatch.setattr(mapper, "_stitch", corrupt)
     problem = two_blocks(4)
     s, note = solve_blocks(problem)
     assert s is replays[-1] and s.solver == "cpsat-blocks"
-    assert "replicated and replayed as early as possible with Belady eviction (not stitched: " \
-           "the checker rejects the stitched schedule: op 'a3' starts at 0.0 before producer 'a2'" in note
+    assert "replicated and replayed as early as possible with Belady eviction (replayed 26.002 s; not stitched: " \
+           "the checker rejects it: op 'a3' starts at 0.0 before producer 'a2'" in note
+    assert "; not overlapped: the checker rejects it: op 'a3' starts at 0.0 before producer 'a2'" in note
 
 
 SPM_TARGET = Path(__file__).resolve().parents[1] / "bench" / "targets" / "quad-a76-spm.toml"

@@ -98,3 +98,26 @@ def _crossing(problem: MappingProblem, blocks: Blocks) -> int | None:
             return None
         total += sum(problem.tensors[t].size_bytes for t in data["tensors"])
     return total
+
+
+def counterparts(problem: MappingProblem, blocks: Blocks, names: list[str]) -> dict[str, str] | None:
+    """For ops outside the blocks (a partial layer before or after them), the op of block 0 at the
+    same position in the period, when every one has the same kind, operand and result sizes and
+    costs as its counterpart; else None. (The first and last layer of a stack often differ from the
+    others only in reading the function's input or writing its output.)"""
+    block0 = blocks.ops(problem, 0)
+    out = {}
+    for name in names:
+        other = block0[(problem.op_index[name] - blocks.start) % blocks.length]
+        if _shape(problem, name) != _shape(problem, other):
+            return None
+        out[name] = other
+    return out
+
+
+def _shape(problem: MappingProblem, name: str) -> tuple:
+    op = problem.op_by_name[name]
+    sizes = tuple(problem.tensors[t].size_bytes for t in (*op.inputs, *op.outputs))
+    costs = tuple((d, c.latency_s, c.energy_j, c.offchip_bytes)
+                  for d in problem.devices if (c := problem.costs.get((name, d))) is not None)
+    return op.kind, sizes, costs

@@ -27,6 +27,12 @@ SEED = 1
 ENERGY_RESOLUTION = 1_000_000
 WALL_SAFETY_FACTOR = 60    # × the deterministic limit
 WALL_SAFETY_EXTRA_S = 60.0
+TRANSITIVE_PRECEDENCES_WORK = 3000
+"""CP-SAT's work limit on transitive precedences between NoOverlap tasks (default 1e6). The
+root-level bounds it derives from them (RootLevelLinear2Bounds) cost time its deterministic clock
+does not count: a 48-op pimllm-rram decode took 17 s of CPU for 0.21 deterministic seconds at the
+default and 0.55 s at 3000, same optimum. 1000 was as fast there but slowed a 22-op block's proof
+from 0.04 s to 0.6 s; with no precedences at all (use_precedences_in_disjunctive_constraint off) 1 s."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ def solve_cpsat(problem: MappingProblem, options: SolveOptions = SolveOptions(),
     if prm.num_workers > 1:
         prm.interleave_search = True
     prm.max_deterministic_time = options.time_limit_s
+    prm.transitive_precedences_work_limit = TRANSITIVE_PRECEDENCES_WORK
     if hint is not None:
         # Presolve's symmetry breaking (identical devices) may fix variables against the hinted
         # solution, which then no longer counts as one: keep the symmetry for the search instead.

@@ -6,10 +6,12 @@
   and fallback.
 - `cpsat` (default): when the heuristic already meets a proven lower bound it is optimal and kept
   (status OPTIMAL); small functions are solved whole; large ones made of identical blocks (decoder
-  layers) solve one block with CP-SAT, replicate its devices and order to every block, and replay
-  the whole function as early as possible (blocks overlap where dependences allow) with Belady
-  eviction. If CP-SAT finds nothing in time, or worse than the heuristic, the heuristic is used
-  and `note` says why. The caller checks every schedule with the independent checker.
+  layers) solve one block with CP-SAT and repeat it over every block, keeping the best of: its
+  devices and order replayed with Belady eviction, rigid copies of its schedule (stitch.py), and
+  copies whose ops and transfers are placed one by one (stitch_items.py: the next layer's loads
+  overlap the current layer's compute). If CP-SAT finds nothing in time, or worse than the
+  heuristic, the heuristic is used and `note` says why. The caller checks every schedule with the
+  independent checker.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from pimc.errors import ScheduleError
 from pimc.mapping.bandwidth import shared_memories
-from pimc.mapping.blocks import Blocks, find_blocks
+from pimc.mapping.blocks import Blocks, counterparts, find_blocks
 from pimc.mapping.bounds import lower_bound
 from pimc.mapping.checker import schedule_violations
 from pimc.mapping.evict import sequence_schedule
@@ -179,9 +181,11 @@ def _placement(s: Schedule) -> list[tuple[str, str]]:
 
 def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, options: MapOptions) -> tuple[Schedule, str]:
     """Solve block 0 (with its boundary tensors where the heuristic put them) and build the whole
-    function two ways, keeping the better: stitched (every block a copy of block 0's schedule,
-    shifted as early as inputs and resources allow) and replayed (block 0's devices and order for
-    every block, replayed op by op with Belady eviction)."""
+    function three ways, keeping the best: replayed (block 0's devices and order for every block,
+    replayed op by op with Belady eviction), stitched (every block a rigid copy of block 0's
+    schedule, shifted as early as inputs and resources allow) and overlapped (each op and transfer
+    of every copy placed on its own as early as possible, so the next block's loads overlap the
+    current block's compute; stitch_items.py)."""
     names = blocks.ops(problem, 0)
     sub = block_problem(problem, names, heur)
     warm = [(o, d) for o, d in _placement(heur) if o in set(names)]
@@ -200,42 +204,81 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
     gap = "n/a" if block.gap is None else f"{block.gap:.3g}"
     head = (f"{blocks.count} identical blocks of {blocks.length} ops (ops {blocks.start}..{blocks.end - 1}); "
             f"block 0 by CP-SAT ({block.status}, gap {gap}{'; ' + block.note if block.note else ''}); ")
-    tail = f"; {len(prefix)} ops before and {len(suffix)} after the blocks by {heur.solver}"
-    try:
-        stitched = _stitch(problem, blocks, heur, sub, block, options.objective)
-        wrong = schedule_violations(problem, stitched)
-        if wrong:
-            raise ScheduleError(f"the checker rejects the stitched schedule: {wrong[0]}")
-    except ScheduleError as e:
-        return replayed, (head + f"replicated and replayed as early as possible with Belady eviction "
-                          f"(not stitched: {e})" + tail)
-    both = (f"stitched {stitched.makespan_s:.6g} s, replayed {replayed.makespan_s:.6g} s")
     obj = options.objective
     norm = obj.normalizers(problem, heur)
-    if obj.value(problem, stitched, norm) < obj.value(problem, replayed, norm) * (1 - 1e-9):  # ties: replayed
-        return stitched, (head + f"every block a copy of its schedule, each placed at the earliest offset its "
-                          f"inputs, devices, links and scratchpad addresses allow ({both})" + tail)
-    return replayed, (head + f"replicated and replayed as early as possible with Belady eviction ({both})" + tail)
+    ways = {"replayed": ("replicated and replayed as early as possible with Belady eviction", replayed, f"by {heur.solver}")}
+    failed = []
+    for flexible, name, how in (
+            (False, "stitched", "every block a copy of its schedule, each placed at the earliest offset its "
+                                "inputs, devices, links and scratchpad addresses allow"),
+            (True, "overlapped", "every block's ops and transfers placed one by one, each as early as its data, "
+                                 "device, link, bandwidth and a scratchpad address allow, on block 0's devices")):
+        try:
+            s, edges = _stitch(problem, blocks, heur, sub, block, obj, flexible=flexible)
+            wrong = schedule_violations(problem, s)
+            if wrong:
+                raise ScheduleError(f"the checker rejects it: {wrong[0]}")
+            ways[name] = (how, dataclasses.replace(s, solver=f"cpsat-{name}"), edges or f"by {heur.solver}")
+        except ScheduleError as e:
+            failed.append(f"not {name}: {e}")
+    best = "replayed"  # ties: the earlier way
+    for name, (_, s, _) in ways.items():
+        if obj.value(problem, s, norm) < obj.value(problem, ways[best][1], norm) * (1 - 1e-9):
+            best = name
+    made = ", ".join(f"{name} {s.makespan_s:.6g} s" for name, (_, s, _) in ways.items())
+    how, s, edges = ways[best]
+    tail = f"; {len(prefix)} ops before and {len(suffix)} after the blocks {edges}"
+    return s, head + f"{how} ({made}{''.join('; ' + f for f in failed)})" + tail
 
 
 def _stitch(problem: MappingProblem, blocks: Blocks, heur: Schedule, sub: MappingProblem, block: Schedule,
-            objective: Objective) -> Schedule:
-    """Prefix, the blocks and suffix as pieces, each shifted as early as possible (stitch.py);
-    prefix and suffix are solved as their own sub-problems by the heuristic."""
+            objective: Objective, flexible: bool = False) -> tuple[Schedule, str]:
+    """Prefix, the blocks and suffix as pieces, each shifted as early as possible (stitch.py;
+    `flexible`: each op and transfer on its own, stitch_items.py); prefix and suffix are solved as
+    their own sub-problems by the heuristic, or (`flexible`) as their counterparts in block 0.
+    Also says how those were scheduled."""
     from pimc.mapping.stitch import Piece, Stitcher, replica_names
 
     stitcher = Stitcher(problem)
+    if flexible:
+        stitcher.add = stitcher.add_flexible
     before = [op.name for op in problem.ops[:blocks.start]]
     after = [op.name for op in problem.ops[blocks.end:]]
+    edges = []  # how the ops before and after the blocks were scheduled
+
+    def edge(names: list[str]):
+        piece = _block_like_piece(problem, names, heur, blocks, block) if flexible else None
+        edges.append("as their block-0 counterparts" if piece is not None else f"by {heur.solver}")
+        return piece or _heuristic_piece(problem, names, heur, objective)
+
     if before:
-        stitcher.add(_heuristic_piece(problem, before, heur, objective))
+        stitcher.add(edge(before))
     names0 = blocks.ops(problem, 0)
     for k in range(blocks.count):
         ops, tensors = replica_names(problem, names0, blocks.ops(problem, k))
         stitcher.add(Piece(sub, block, ops, tensors))
     if after:
-        stitcher.add(_heuristic_piece(problem, after, heur, objective))
-    return stitcher.schedule("cpsat-stitched")
+        stitcher.add(edge(after))
+    return stitcher.schedule("cpsat-stitched"), " and ".join(dict.fromkeys(edges))
+
+
+def _block_like_piece(problem: MappingProblem, names: list[str], heur: Schedule, blocks: Blocks, block: Schedule):
+    """The ops before or after the blocks (part of a layer) on the devices and in the order the
+    solved block gives their counterparts (blocks.counterparts), replayed with Belady eviction;
+    None if they have no counterparts or that order cannot run."""
+    from pimc.mapping.stitch import Piece
+
+    pairs = counterparts(problem, blocks, names)
+    if pairs is None:
+        return None
+    rank = {x.op: i for i, x in enumerate(block.ops_in_order())}
+    sub = block_problem(problem, names, heur)
+    placement = [(n, block.slots[pairs[n]].device) for n in sorted(names, key=lambda n: (rank[pairs[n]], problem.op_index[n]))]
+    try:
+        s = sequence_schedule(sub, placement, "belady", solver="block-like")
+    except ScheduleError:
+        return None
+    return Piece(sub, s, {n: n for n in names}, {t: t for t in sub.tensors})
 
 
 def _joined(note: str, solver_note: str) -> str:

@@ -91,6 +91,10 @@ class _Busy:
         """Address ranges of placed intervals overlapping [start, end) in time."""
         return [(a, b) for _, a, b in self._live(start, end)]
 
+    def ranges(self, start: float, end: float) -> list[tuple[int, int, float]]:
+        """(lo, hi, end) of placed intervals overlapping [start, end) in time."""
+        return [(a, b, e) for e, a, b in self._live(start, end)]
+
     def ends_overlapping(self, start: float, end: float) -> list[float]:
         return [e for e, _, _ in self._live(start, end)]
 
@@ -147,7 +151,7 @@ class Stitcher:
             self.bandwidth.add(a + delta, b - a, draws)
         for h, off in zip(held, offsets):
             self.busy.setdefault(("memory", h.memory), _Busy()).add(h.start + delta, h.end + delta, off, off + h.size)
-        self._emit(piece, delta, {h.index: off for h, off in zip(held, offsets)})
+        self._emit_shifted(piece, delta, {h.index: off for h, off in zip(held, offsets)})
         return delta
 
     def _bump(self, timed, delta: float, segments) -> float:
@@ -293,21 +297,40 @@ class Stitcher:
                             f"does not leave it there, nor where a link could bring it from")
 
     # -- emitting --------------------------------------------------------------------------------
-    def _emit(self, piece: Piece, delta: float, offsets: dict[int, int]) -> None:
+    def add_flexible(self, piece: Piece) -> None:
+        """Place `piece` op by op and transfer by transfer, each as early as its data and the
+        machine allow (stitch_items.py), instead of as one rigid copy."""
+        from pimc.mapping.stitch_items import ItemPlacer, slots_and_transfers
+
+        self.device.update({piece.ops[x.op]: x.device for x in piece.schedule.slots.values()})
+        placed = ItemPlacer(self, piece).place()
+        slots, transfers = slots_and_transfers(piece, placed)
+        self._emit(piece, slots, transfers, placed.span, placed.offsets)
+
+    def _emit_shifted(self, piece: Piece, delta: float, offsets: dict[int, int]) -> None:
+        s = piece.schedule
+        slots = [OpSlot(piece.ops[x.op], x.device, x.start_s + delta, x.end_s + delta) for x in s.slots.values()]
+        transfers = [Transfer(piece.tensors[t.tensor], t.src_memory, t.dst_memory, t.start_s + delta, t.end_s + delta,
+                              t.bytes) for t in s.transfers]
+        span = {i: (r.start_s + delta, r.end_s + delta) for i, r in enumerate(s.residency)}
+        self._emit(piece, slots, transfers, span, offsets)
+
+    def _emit(self, piece: Piece, slots: list[OpSlot], transfers: list[Transfer], span: dict[int, tuple[float, float]],
+              offsets: dict[int, int]) -> None:
+        """Record the piece's ops, transfers (full names, final times) and residencies (`span`:
+        their final times by index in the piece's schedule; `offsets`: scratchpad addresses)."""
         p, s, sub = self.p, piece.schedule, piece.sub
-        for x in s.slots.values():
-            op = piece.ops[x.op]
-            self.slots[op] = OpSlot(op, x.device, x.start_s + delta, x.end_s + delta)
-            for t in p.op_by_name[op].outputs:
-                self._arrive(t, p.memory_of[x.device], x.end_s + delta)
-        for t in s.transfers:
-            name = piece.tensors[t.tensor]
-            self.transfers.append(Transfer(name, t.src_memory, t.dst_memory, t.start_s + delta, t.end_s + delta, t.bytes))
-            self._arrive(name, t.dst_memory, t.end_s + delta)
+        for x in slots:
+            self.slots[x.op] = x
+            for t in p.op_by_name[x.op].outputs:
+                self._arrive(t, p.memory_of[x.device], x.end_s)
+        for t in transfers:
+            self.transfers.append(t)
+            self._arrive(t.tensor, t.dst_memory, t.end_s)
         boundary = {(name, home) for name, home, _ in self._boundary_inputs(piece)}
         for i, r in enumerate(s.residency):
             name = piece.tensors[r.tensor]
-            start, end = r.start_s + delta, r.end_s + delta
+            start, end = span[i]
             key = (name, r.memory)
             initial_home = (p.is_initial(name) and sub.is_initial(r.tensor) and r.start_s <= 0.0
                             and r.memory == sub.home.get(r.tensor, r.memory))
