@@ -240,8 +240,7 @@ def _stitch(problem: MappingProblem, blocks: Blocks, heur: Schedule, sub: Mappin
     from pimc.mapping.stitch import Piece, Stitcher, replica_names
 
     stitcher = Stitcher(problem)
-    if flexible:
-        stitcher.add = stitcher.add_flexible
+    place = stitcher.add_flexible if flexible else stitcher.add
     before = [op.name for op in problem.ops[:blocks.start]]
     after = [op.name for op in problem.ops[blocks.end:]]
     edges = []  # how the ops before and after the blocks were scheduled
@@ -252,13 +251,13 @@ def _stitch(problem: MappingProblem, blocks: Blocks, heur: Schedule, sub: Mappin
         return piece or _heuristic_piece(problem, names, heur, objective)
 
     if before:
-        stitcher.add(edge(before))
+        place(edge(before))
     names0 = blocks.ops(problem, 0)
     for k in range(blocks.count):
         ops, tensors = replica_names(problem, names0, blocks.ops(problem, k))
-        stitcher.add(Piece(sub, block, ops, tensors))
+        place(Piece(sub, block, ops, tensors))
     if after:
-        stitcher.add(edge(after))
+        place(edge(after))
     return stitcher.schedule("cpsat-stitched"), " and ".join(dict.fromkeys(edges))
 
 
