@@ -19,7 +19,10 @@ latency of 4 layers over 4 x 1 layer. On cpu-a76 and a76-4core that ratio is 1.0
 right: the decode stack is a chain of ops that each stream their operands from the one memory at the
 bus's rate (every op is on the critical path, the schedule meets the critical-path bound), so
 nothing of layer i+1 can start before layer i ends. Only where loading the next layer's weights is
-work that does not depend on the current layer (the scratchpad target) can layers overlap.
+work that does not depend on the current layer (the scratchpad target) can layers overlap: there
+the mapper's overlapped stitch (mapping/stitch_items.py) places every op and transfer of each
+layer's copy on its own, so the DMA links stream the next layers' weights back to back while the
+current layer computes.
 Usage: python bench/stream_compare.py [--json]
 """
 

@@ -130,6 +130,12 @@ def test_four_layers_cost_less_than_four_times_one_on_a_scratchpad_target():
     assert s.makespan_s < 4 * one.makespan_s  # 0.873 x
 
 
+def test_overlapped_mapping_is_byte_identical_run_to_run():
+    runs = [map_problem(ffn_stack(4), MapOptions(max_whole_ops=5)) for _ in range(2)]
+    assert runs[0].solver == "cpsat-overlapped"
+    assert json.dumps(runs[0].to_json()) == json.dumps(runs[1].to_json())
+
+
 def test_partial_layers_map_to_their_block_counterparts():
     problem = ffn_stack(4)
     blocks = find_blocks(problem)
