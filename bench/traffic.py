@@ -23,9 +23,9 @@ most how much any schedule could remove: the byte-level bound (mapping/traffic_b
 least traffic over every op order and eviction, ignoring addresses) is traffic no schedule avoids.
 The baselines and the mapper run every op once with its inputs and outputs apart in the scratchpad;
 `--freedoms` adds per row the byte-level bound if elementwise and row-wise ops could also run in
-place (traffic_bound.scratchpad_traffic_with: `bytes_bound_inplace`, `removable_pct_inplace`), to
-show what that freedom would be worth (rematerialization is there too, but its exact search is
-abandoned on these graphs, so it is not run here).
+place (traffic_bound.scratchpad_traffic_with: `bytes_bound_inplace`, `removable_pct_inplace`) and
+if, besides, activations could be dropped and recomputed (one level: `bytes_bound_remat`, None where
+the search gives up), to show what those freedoms would be worth.
 Usage: python bench/traffic.py [--json] [--time-limit S] [--graphs SUBSTRING] [--freedoms]
 """
 
@@ -320,6 +320,8 @@ def measure(name: str, p: MappingProblem, budget_name: str, budget: int, time_li
         row["bytes_bound_inplace"] = None if inplace is None else inplace - compulsory
         row["removable_pct_inplace"] = None if not lru or inplace is None else \
             round(100.0 * (lru - row["bytes_bound_inplace"]) / lru, 1)
+        both = scratchpad_traffic_with(q, inplace=True, remat=True, max_states=MAX_STATES) if best else exact
+        row["bytes_bound_remat"] = None if both is None else both - compulsory
     return row
 
 
@@ -385,6 +387,9 @@ def main() -> None:
            "time_limit_s": args.time_limit}
     if args.freedoms:
         out["removable_pct_inplace_mean"] = _mean([r["removable_pct_inplace"] for r in rows if r["removed_pct"] is not None])
+        out["remat_rows_lowered"] = [f"{r['graph']} {r['budget']}" for r in rows
+                                     if r["bytes_bound_remat"] is not None and r["bytes_bound_remat"] < r["bytes_bound"]]
+        out["remat_rows_abandoned"] = [f"{r['graph']} {r['budget']}" for r in rows if r["bytes_bound_remat"] is None]
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -399,7 +404,10 @@ def main() -> None:
             changed = [f"{r['graph']} {r['budget']}: {r['bytes_bound']} -> {r['bytes_bound_inplace']} B" for r in rows
                        if r["bytes_bound_inplace"] != r["bytes_bound"]]
             print(f"with in-place ops at most {out['removable_pct_inplace_mean']}% would be removable; "
-                  f"rows whose bound in-place execution lowers: {', '.join(changed) or 'none'}")
+                  f"rows whose bound in-place execution lowers: {', '.join(changed) or 'none'}; "
+                  f"rows whose bound in-place + one-level rematerialization lower: "
+                  f"{', '.join(out['remat_rows_lowered']) or 'none'} (search abandoned on "
+                  f"{', '.join(out['remat_rows_abandoned']) or 'none'})")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ by Dijkstra over (ops done, tensors resident, tensors written back) and abandone
 schedules and the checker keep every op's inputs and outputs apart and run each op once), to
 measure what they would be worth: in-place execution (an elementwise or row-wise op, INPLACE_KINDS,
 writes its output over an input activation of the same size that it reads last, so the two need
-the space once) and rematerialization (an activation is dropped without a copy and its producer
-run again when it is needed, its inputs loaded as for any run).
+the space once) and rematerialization of one level (an activation is dropped without a copy and
+its producer runs again when it is needed, from inputs that are in the scratchpad or have an
+off-chip copy, as for any run; recomputing a dropped input first is not modelled: its exact search
+ran out of states on the 16-op decoder block).
 """
 
 from __future__ import annotations
@@ -115,16 +117,12 @@ def _search(problem: MappingProblem, max_states: int, inplace: bool = False,
 
     def useful(done: int) -> int:
         """Tensors an op still to run reads, and with remat the inputs of every run op whose
-        outputs are (transitively) still useful: it may run again."""
+        outputs are still read: it may run again."""
         keep = needed(done)
-        while remat:
-            more = keep
+        if remat:
             for k in members(done):
                 if outs[k] & keep:
-                    more |= ins[k]
-            if more == keep:
-                break
-            keep = more
+                    keep |= ins[k]
         return keep
 
     start = (0, 0, 0)
@@ -157,7 +155,7 @@ def _search(problem: MappingProblem, max_states: int, inplace: bool = False,
         for k in range(len(p.ops)):  # run a ready op (again, if remat and an output was dropped)
             if pred[k] & ~done:
                 continue
-            if done & op_bit[p.ops[k].name] and not (remat and outs[k] & ~(resident | saved) & useful(done)):
+            if done & op_bit[p.ops[k].name] and not (remat and outs[k] & ~(resident | saved) & needed(done)):
                 continue
             missing = ins[k] & ~resident
             if missing & ~(initial | saved):
