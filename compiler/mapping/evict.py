@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pimc.errors import ScheduleError
 from pimc.mapping.bandwidth import Contention, Profile
+from pimc.mapping.free_ranges import FreedRanges, free_gaps
 from pimc.mapping.list_scheduler import _assign_offsets
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
@@ -45,42 +46,37 @@ class _Block:
 
 
 class _Memory:
-    """Live blocks of one memory, first-fit, and when each freed byte range became free."""
+    """Live blocks of one memory, and since when each byte range has been free (free_ranges.py)."""
 
     def __init__(self, name: str, capacity: int):
         self.name, self.capacity = name, capacity
         self.live: dict[str, _Block] = {}
-        self.freed: list[tuple[int, int, float]] = []  # offset, size, free from
+        self.freed = FreedRanges()
 
     def hole(self, size: int, lowest: bool = False) -> int | None:
         """An address with `size` bytes not live: the one whose range was freed soonest (ties: the
-        lowest; with `lowest`, simply the lowest address); None if no gap is large enough."""
-        live = sorted((b.offset, b.offset + b.size) for b in self.live.values())
-        cands = sorted({0, *(hi for _, hi in live), *(o + n for o, n, _ in self.freed)})
-        best = None
-        for off in cands:
-            if off + size > self.capacity or any(lo < off + size and off < hi for lo, hi in live):
-                continue
-            if lowest:
-                return off
-            free = self.free_from(off, size)
-            if best is None or free < best[0]:
-                best = (free, off)
-        return None if best is None else best[1]
+        lowest; with `lowest`, simply the lowest address); None if no gap is large enough. The
+        addresses tried are the starts of the free gaps and the ends of freed ranges."""
+        gaps = free_gaps(sorted((b.offset, b.offset + b.size) for b in self.live.values()), size, self.capacity)
+        if lowest:
+            return next(gaps, (None,))[0]
+        return self.freed.soonest(gaps, size)
+
+    def free(self, offset: int, size: int, at: float) -> None:
+        self.freed.free(offset, size, at)
 
     def free_from(self, off: int, size: int) -> float:
-        return max((t for o, n, t in self.freed if o < off + size and off < o + n), default=0.0)
+        return self.freed.free_from(off, size)
 
     def packs(self, sizes: list[int], blocks: list[_Block] | None = None) -> bool:
         """Whether `sizes`, placed in turn at the lowest free address beside `blocks` (default:
         the live ones), all fit; `hole(..., lowest=True)` places them exactly so."""
         taken = sorted((b.offset, b.offset + b.size) for b in (self.live.values() if blocks is None else blocks))
         for size in sizes:
-            off = next((o for o in sorted({0, *(hi for _, hi in taken)})
-                        if o + size <= self.capacity and not any(lo < o + size and o < hi for lo, hi in taken)), None)
-            if off is None:
+            gap = next(free_gaps(taken, size, self.capacity), None)
+            if gap is None:
                 return False
-            bisect.insort(taken, (off, off + size))
+            bisect.insort(taken, (gap[0], gap[0] + size))
         return True
 
 
@@ -186,7 +182,7 @@ class _Run:
         b = self.mem[m].live.pop(t)
         self.residency.append(Residency(t, m, b.start, b.last, b.offset, b.size))
         if b.offset >= 0:
-            self.mem[m].freed.append((b.offset, b.size, b.last))
+            self.mem[m].free(b.offset, b.size, b.last)
 
     def _move(self, t: str, src: str, dst: str, not_before: float) -> tuple[float, float]:
         link = self.p.links.get((src, dst))
