@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 
 from pimc.errors import ScheduleError
 from pimc.mapping.problem import MappingProblem
+from pimc.mapping.tolerance import before, inner
 
 __all__ = ["Contention", "Profile", "op_rate", "transfer_rate", "shared_memories"]
 
-_EPS = 1e-12  # relative: intervals that only touch (up to float noise) do not overlap
 _SLACK = 1e-9  # relative: a sum of draws this close to the bandwidth fits (float noise)
 
 Draws = tuple[tuple[str, int], ...]
@@ -152,11 +152,11 @@ class _Steps:
 
     def conflict(self, a: float, b: float, room: int) -> float | None:
         """The end of the first segment overlapping [a, b) whose level exceeds `room`, or None."""
-        tol = _EPS * max(1.0, abs(a), abs(b))
-        i = max(0, bisect.bisect_right(self.times, a + tol) - 1)
-        while i < len(self.times) and self.times[i] < b - tol:
+        lo, hi = inner(a, b)
+        i = max(0, bisect.bisect_right(self.times, lo) - 1)
+        while i < len(self.times) and self.times[i] < hi:
             end = self.times[i + 1] if i + 1 < len(self.times) else math.inf
-            if end > a + tol and self.levels[i] > room:
+            if end > lo and self.levels[i] > room:
                 return end
             i += 1
         return None
@@ -184,7 +184,7 @@ class Profile:
                 own[m].add(a, b, d)
         out = [(m, own[m].times[i], own[m].times[i + 1], own[m].levels[i])
                for m in sorted(own) for i in range(len(own[m].times) - 1) if own[m].levels[i] > 0
-               and own[m].times[i + 1] - own[m].times[i] > _EPS * max(1.0, abs(own[m].times[i + 1]))]  # not noise
+               and before(own[m].times[i], own[m].times[i + 1])]  # not noise
         for m, a, _, level in out:
             if level > self.c.capacity[m]:
                 raise ScheduleError(f"memory {m!r}: a group of ops and transfers draws {level * self.c.unit:.6g} "

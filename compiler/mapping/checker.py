@@ -1,8 +1,8 @@
 """Independent schedule checker: every solver's output passes through it before use.
 
 It only reads the problem and the schedule (never calls a scheduler), so a bug in a solver
-cannot hide itself. Times are compared with a relative tolerance of 1e-9; intervals that only
-touch (end == start) do not overlap.
+cannot hide itself. Times are compared with the schedulers' relative tolerance of 1e-9 (tolerance.py);
+intervals that only touch (end == start) do not overlap.
 
 Data flow: every residency needs an origin inside it: the tensor was there at time 0 (inputs,
 weights, unwritten state, in one home memory), its producer ran there, or a transfer (copy, spill
@@ -25,20 +25,20 @@ from pimc.errors import ScheduleError
 from pimc.mapping.bandwidth import op_rate, transfer_rate
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import Schedule
+from pimc.mapping.tolerance import REL_TOL
+from pimc.mapping.tolerance import before as _before
+from pimc.mapping.tolerance import tol as _tol
 
 __all__ = ["check_schedule", "schedule_violations"]
 
-REL_TOL = 1e-9
 _SHOWN = 5
 
 
-def _tol(*xs: float) -> float:
-    return REL_TOL * max(1e-6, *(abs(x) for x in xs)) if xs else REL_TOL
-
-
-def _before(a: float, b: float) -> bool:
-    """a < b by more than the tolerance."""
-    return a < b - _tol(a, b)
+def _overlapping_neighbours(items, order):
+    """Neighbours (a, b) in `order` of intervals that one resource runs one at a time, where b
+    starts before a ends."""
+    ss = sorted(items, key=order)
+    return [(a, b) for a, b in zip(ss, ss[1:]) if _before(b.start_s, a.end_s)]
 
 
 def _covers(r, a: float, b: float) -> bool:
@@ -113,10 +113,8 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
     for s in ok.values():
         per_dev[s.device].append(s)
     for d in sorted(per_dev):
-        ss = sorted(per_dev[d], key=lambda s: (s.start_s, s.end_s, s.op))
-        for a, b in zip(ss, ss[1:]):
-            if _before(b.start_s, a.end_s):
-                v.append(f"ops {a.op!r} and {b.op!r} overlap on device {d!r}")
+        for a, b in _overlapping_neighbours(per_dev[d], lambda s: (s.start_s, s.end_s, s.op)):
+            v.append(f"ops {a.op!r} and {b.op!r} overlap on device {d!r}")
 
     # Transfers: a real link, the whole tensor, long enough, one at a time per directed link.
     per_link = defaultdict(list)
@@ -138,10 +136,8 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
             v.append(f"{tag}: lasts {tr.end_s - tr.start_s} s, link needs {need} s")
         per_link[(tr.src_memory, tr.dst_memory)].append(tr)
     for key in sorted(per_link):
-        ts = sorted(per_link[key], key=lambda t: (t.start_s, t.end_s, t.tensor))
-        for a, b in zip(ts, ts[1:]):
-            if _before(b.start_s, a.end_s):
-                v.append(f"transfers of {a.tensor!r} and {b.tensor!r} overlap on link {key[0]!r}->{key[1]!r}")
+        for a, b in _overlapping_neighbours(per_link[key], lambda t: (t.start_s, t.end_s, t.tensor)):
+            v.append(f"transfers of {a.tensor!r} and {b.tensor!r} overlap on link {key[0]!r}->{key[1]!r}")
 
     # Residency: tensors present where they are read and written, and where transfers touch them.
     res_of = defaultdict(list)

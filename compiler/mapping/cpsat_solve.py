@@ -21,7 +21,7 @@ from pimc.mapping.cpsat_model import CpsatModel
 from pimc.mapping.cpsat_time import TimeScale
 from pimc.mapping.objective import Objective
 from pimc.mapping.problem import MappingProblem
-from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
+from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer, crosses_offchip
 
 SEED = 1
 ENERGY_RESOLUTION = 1_000_000
@@ -167,7 +167,7 @@ def _objective_terms(model: CpsatModel, objective: Objective, hint: Schedule | N
                for t in model.transfers]
     off = [(round(p.costs[k].offchip_bytes), x) for k, x in model.x.items()]
     off += [(p.tensors[t.tensor].size_bytes, t.present) for t in model.transfers
-            if t.src in p.offchip_memories or t.dst in p.offchip_memories]
+            if crosses_offchip(t.src, t.dst, p.offchip_memories)]
     units = {"energy": e_unit, "offchip": 1.0}
     kind = objective.kind
     if kind == "makespan":

@@ -6,6 +6,7 @@ validated once on construction and carries no solver-specific state.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -198,12 +199,7 @@ class MappingProblem:
     @cached_property
     def consumers(self) -> dict[str, tuple[str, ...]]:
         """tensor -> ops that read it, in op order (excluding an in-place writer of state)."""
-        out: dict[str, list[str]] = {t: [] for t in self.tensors}
-        for op in self.ops:
-            for t in dict.fromkeys(op.inputs):
-                if self.producer.get(t) != op.name:
-                    out[t].append(op.name)
-        return {t: tuple(v) for t, v in out.items()}
+        return self._ops_by_tensor(lambda op: (t for t in op.inputs if self.producer.get(t) != op.name))
 
     @cached_property
     def graph(self) -> nx.DiGraph:
@@ -234,9 +230,13 @@ class MappingProblem:
     @cached_property
     def uses(self) -> dict[str, tuple[str, ...]]:
         """tensor -> every op that reads or writes it, in op order."""
+        return self._ops_by_tensor(lambda op: (*op.inputs, *op.outputs))
+
+    def _ops_by_tensor(self, tensors_of: Callable[[OpNode], Iterable[str]]) -> dict[str, tuple[str, ...]]:
+        """tensor -> the ops (in op order, each once) whose `tensors_of` lists it."""
         out: dict[str, list[str]] = {t: [] for t in self.tensors}
         for op in self.ops:
-            for t in dict.fromkeys((*op.inputs, *op.outputs)):
+            for t in dict.fromkeys(tensors_of(op)):
                 out[t].append(op.name)
         return {t: tuple(v) for t, v in out.items()}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pimc.mapping.problem import MappingProblem
 
-__all__ = ["OpSlot", "Residency", "Transfer", "Schedule"]
+__all__ = ["OpSlot", "Residency", "Transfer", "Schedule", "crosses_offchip"]
 
 SCHEMA = "pimc.schedule/1"
 
@@ -49,10 +49,16 @@ class Transfer:
     bytes: int
 
     def crosses_offchip(self, offchip_memories: Collection[str]) -> bool:
-        """Whether either end is an off-chip memory: then its bytes are off-chip traffic that no
-        op's cost counts (an op computes from the transfer's destination). The one rule for
-        `Schedule.offchip_bytes` and the reports' `pimc.transfers.TransferEvent.offchip`."""
-        return self.src_memory in offchip_memories or self.dst_memory in offchip_memories
+        """Whether either end is an off-chip memory (`crosses_offchip`)."""
+        return crosses_offchip(self.src_memory, self.dst_memory, offchip_memories)
+
+
+def crosses_offchip(src_memory: str, dst_memory: str, offchip_memories: Collection[str]) -> bool:
+    """Whether a transfer src -> dst has an off-chip end: then its bytes are off-chip traffic that
+    no op's cost counts (an op computes from the transfer's destination). The one rule for
+    `Schedule.offchip_bytes`, CP-SAT's off-chip objective and the reports'
+    `pimc.transfers.TransferEvent.offchip`."""
+    return src_memory in offchip_memories or dst_memory in offchip_memories
 
 
 @dataclass(frozen=True)

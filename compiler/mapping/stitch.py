@@ -31,8 +31,8 @@ from pimc.mapping.bandwidth import Contention, Profile
 from pimc.mapping.list_scheduler import _assign_offsets, lowest_gap
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
+from pimc.mapping.tolerance import before, inner
 
-_EPS = 1e-12  # relative: two intervals that only touch do not overlap
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,9 @@ class _Busy:
         self.items.insert(i, (end, start, lo, hi))
 
     def _live(self, start: float, end: float):
-        tol = _EPS * max(1.0, abs(start), abs(end) if end != math.inf else 1.0)
-        for e, s, a, b in self.items[bisect.bisect_right(self.ends, start + tol):]:
-            if s < end - tol:
+        lo, hi = inner(start, end)
+        for e, s, a, b in self.items[bisect.bisect_right(self.ends, lo):]:
+            if s < hi:
                 yield e, a, b
 
     def overlapping(self, start: float, end: float) -> list[tuple[int, int]]:
@@ -277,7 +277,7 @@ class Stitcher:
                     start = later
                 else:
                     break
-            if start + length > res.end_s * (1 + _EPS):  # keep the source copy until the copy is done
+            if before(res.end_s, start + length):  # keep the source copy until the copy is done
                 if res.offset_bytes is not None and src in p.spill_to:
                     lo, hi = res.offset_bytes, res.offset_bytes + p.tensors[name].size_bytes
                     held = self.busy.setdefault(("memory", src), _Busy())

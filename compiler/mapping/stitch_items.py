@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from pimc.errors import ScheduleError
 from pimc.mapping.schedule import OpSlot, Transfer
 from pimc.mapping.stitch import _Busy
-
-_TOL = 1e-12  # relative: the piece's own times compared
+from pimc.mapping.tolerance import close
 
 
 @dataclass
@@ -58,10 +57,6 @@ class Placed:
     tr_start: dict[int, float] = field(default_factory=dict)
     span: dict[int, tuple[float, float]] = field(default_factory=dict)
     offsets: dict[int, int] = field(default_factory=dict)
-
-
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= _TOL * max(1.0, abs(a), abs(b))
 
 
 class ItemPlacer:
@@ -119,7 +114,7 @@ class ItemPlacer:
     def _opened(self, t: str, m: str, at: float) -> int | None:
         """The residency of t in m that starts at `at` (the one an op or transfer opens)."""
         for i in self.by_key.get((t, m), ()):
-            if _close(self.piece.schedule.residency[i].start_s, at):
+            if close(self.piece.schedule.residency[i].start_s, at):
                 return i
         return None
 
@@ -140,7 +135,7 @@ class ItemPlacer:
         hit = None
         for i in self.by_key.get((t, m), ()):
             r = rs[i]
-            if (r.start_s <= a or _close(r.start_s, a)) and (r.end_s >= b or _close(r.end_s, b)):
+            if (r.start_s <= a or close(r.start_s, a)) and (r.end_s >= b or close(r.end_s, b)):
                 hit = i
         if hit is None:
             raise ScheduleError(f"stitch: {what} uses {t!r} in {m!r} where the piece has no residency")
