@@ -10,6 +10,7 @@ import random
 
 from pimc.mapping.evict import _Block, _Memory
 from pimc.mapping.free_ranges import FreedRanges, free_gaps
+from pimc.mapping.list_scheduler import lowest_gap
 
 NEVER = -math.inf
 
@@ -21,6 +22,12 @@ def test_free_gaps_lie_between_taken_ranges_below_the_capacity():
     assert list(free_gaps(taken, 10, 55)) == [(0, 10), (30, 50)]  # the last gap is cut at the capacity
     assert list(free_gaps(taken, 45, 100)) == []
     assert list(free_gaps([(0, 40), (10, 20)], 10, 50)) == [(40, 50)]  # a range inside another
+
+
+def test_the_lowest_gap_of_an_unbounded_memory():
+    assert lowest_gap([(0, 10), (12, 20)], 2) == 10
+    assert lowest_gap([(0, 10), (12, 20)], 3) == 20
+    assert lowest_gap([], 5) == 0
 
 
 def test_a_range_of_no_bytes_splits_a_gap():

@@ -20,9 +20,9 @@ _NEVER_FREED = (-math.inf, 0)
 """A piece's value before any range covering it is freed (below every (time, -sequence) key)."""
 
 
-def free_gaps(taken: Sequence[tuple[int, int]], size: int, capacity: int) -> Iterator[tuple[int, int]]:
-    """The address ranges [a, b) of at least `size` bytes below `capacity` that no range of `taken`
-    (sorted by start) overlaps, lowest first. A taken range of no bytes at x splits a gap at x: a
+def free_gaps(taken: Sequence[tuple[int, int]], size: int, capacity: float) -> Iterator[tuple[int, int]]:
+    """The address ranges [a, b) of at least `size` bytes below `capacity` (math.inf: no end) that
+    no range of `taken` (sorted by start) overlaps, lowest first. A taken range of no bytes at x splits a gap at x: a
     tensor may end or begin there but not straddle it."""
     cur = 0
     for lo, hi in taken:

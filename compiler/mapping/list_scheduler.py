@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections.abc import Sequence
 
 from pimc.errors import ScheduleError
 from pimc.mapping.bandwidth import Contention, Profile
+from pimc.mapping.free_ranges import free_gaps
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
 
@@ -228,12 +230,7 @@ def _peak(intervals: list[tuple[float, float, int]]) -> int:
 
 def lowest_gap(busy: Sequence[tuple[int, int]], size: int) -> int:
     """The lowest offset where `size` bytes fit between the address ranges `busy` (sorted by start)."""
-    off = 0
-    for lo, hi in busy:
-        if off + size <= lo:
-            break
-        off = max(off, hi)
-    return off
+    return next(free_gaps(busy, size, math.inf))[0]
 
 
 def _assign_offsets(problem, residency: list[Residency]) -> list[Residency]:
