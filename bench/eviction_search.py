@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import hashlib
-import importlib.util
 import json
 import sys
 import tempfile
@@ -30,10 +29,8 @@ from pathlib import Path
 from pimc import api
 from pimc.mapping import evict
 from pimc.targets import load_target
+from stream_compare import BUILDER, SPM_TARGET, build_graph  # bench/, the script's folder
 
-BENCH = Path(__file__).resolve().parent
-BUILDER = BENCH.parents[1] / "shared" / "bench" / "stream_llama_onnx.py"
-SPM_TARGET = BENCH / "targets" / "quad-a76-spm.toml"
 
 
 class ListMemory(evict._Memory):
@@ -114,13 +111,6 @@ def measure(compile_once, cls, repeats: int) -> dict:
     return {"cpu_s": best_total, "evict_cpu_s": best_evict, "schedules_sha256": digest}
 
 
-def build_stack(builder: Path, path: Path, layers: int) -> None:
-    spec = importlib.util.spec_from_file_location("stream_llama_onnx", builder)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.build(str(path), mode="decode", layers=layers)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=32, help="decoder layers of the quad-a76-spm stack")
@@ -133,7 +123,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         stack = Path(tmp, f"llama_decode_{args.layers}.onnx")
-        build_stack(args.builder, stack, args.layers)
+        build_graph(args.builder, stack, args.layers)
         spm = load_target(SPM_TARGET)
         cases = {
             f"quad-a76-spm {args.layers}-layer decode stack": lambda: api.estimate_program(str(stack), spm),
