@@ -28,6 +28,13 @@ ALONE = {"cpu": ["cpu"], "fpga": ["fpga"], "pud+host": ["pud", "cpu"], "xbar+cpu
 
 
 OBJECTIVES = ("latency", "energy")
+MARGIN = 0.01
+"""A ratio within 1% of 1 is a tie, not a win: the mapper's solves stop at a time limit, and the mix,
+which may use every device's placement, could only lose to a subset through that slack."""
+
+
+def beats(ratio: float) -> bool:
+    return ratio > 1 + MARGIN
 
 
 def measure(target, args, objective: str = "latency") -> dict:
@@ -67,12 +74,12 @@ def main() -> None:
         alone = dict(runs[label]["latency"])
         alone["speedup"] = mix["tokens_per_s"] / alone["tokens_per_s"]
         alone["energy_ratio"] = alone["joules_per_token"] / mix["joules_per_token"]
-        alone["mix_beats"] = alone["speedup"] > 1 and alone["energy_ratio"] > 1
+        alone["mix_beats"] = beats(alone["speedup"]) and beats(alone["energy_ratio"])
         fastest = max(runs[label].values(), key=lambda r: r["tokens_per_s"])
         frugal = min(runs[label].values(), key=lambda r: r["joules_per_token"])
         alone["best_speedup"] = mix_fastest["tokens_per_s"] / fastest["tokens_per_s"]
         alone["best_energy_ratio"] = frugal["joules_per_token"] / mix_frugal["joules_per_token"]
-        alone["mix_frontier_beats"] = alone["best_speedup"] > 1 and alone["best_energy_ratio"] > 1
+        alone["mix_frontier_beats"] = beats(alone["best_speedup"]) and beats(alone["best_energy_ratio"])
         alone["energy_objective"] = runs[label]["energy"]
         rows.append({"alone": label, **alone})
     result = {"model": "llama2-7b", "wbits": args.wbits, "abits": args.abits, "group": args.group, "fuse": args.fuse,
@@ -91,12 +98,13 @@ def main() -> None:
             row = next((x for x in rows if x["alone"] == label), None)
             ratios = (f"{row['speedup']:>11.3f}x {row['energy_ratio']:>12.3f}x" if row and o == "latency" else f"{'':>12} {'':>13}")
             print(f"{r['target']:<22} {o:<9} {r['tokens_per_s']:>8.3f} {r['joules_per_token']:>9.4f} {ratios}  {r['decode_linears_by_device']}")
-    print("at one operating point (latency objective) the mix is faster and uses less energy than every device alone:",
+    print(f"at one operating point (latency objective) the mix is faster and uses less energy (by > {MARGIN:.0%}) than every device alone:",
           "yes" if result["mix_beats_all"] else "NO")
     print("over operating points, mix's fastest / most frugal against each one's fastest / most frugal:")
     for r in rows:
-        print(f"  {r['alone']:<10} {r['best_speedup']:.3f}x tokens/s, {r['best_energy_ratio']:.3f}x J/token")
-    print("the mix's trade-off reaches past every device alone at both ends:", "yes" if result["mix_frontier_beats_all"] else "NO")
+        marks = ["" if beats(x) else " (tie)" for x in (r["best_speedup"], r["best_energy_ratio"])]
+        print(f"  {r['alone']:<10} {r['best_speedup']:.3f}x tokens/s{marks[0]}, {r['best_energy_ratio']:.3f}x J/token{marks[1]}")
+    print(f"the mix's trade-off reaches past every device alone (by > {MARGIN:.0%}) at both ends:", "yes" if result["mix_frontier_beats_all"] else "NO")
 
 
 if __name__ == "__main__":

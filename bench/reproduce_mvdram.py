@@ -77,7 +77,7 @@ def main() -> None:
     top_speed = max(on_pud.items(), key=lambda kv: kv[1]["speedup"])
     top_energy = max(on_pud.items(), key=lambda kv: kv[1]["energy_ratio"])
     print(f"| GeMV speedup, best of {len(shapes)} shapes ({top_speed[0]}) | {top_speed[1]['speedup']:.2f} | "
-          f"{pub['speedup']} (up to) | {verdict(top_speed[1]['speedup'], pub['speedup'])} |")
+          f"{pub['speedup']} is the 32000x4096 shape's (row 1) | not compared |")
     print(f"| GeMV energy ratio, best of {len(shapes)} shapes ({top_energy[0]}) | {top_energy[1]['energy_ratio']:.2f} | "
           f"{PUBLISHED_GEMV_ENERGY} (up to) | {verdict(top_energy[1]['energy_ratio'], PUBLISHED_GEMV_ENERGY)} |")
     print("\n### W2A2 GeMV over the linear shapes of the paper's four end-to-end models\n")

@@ -21,12 +21,14 @@ was caused by evictions for capacity vs for a contiguous range, i.e. fragmentati
 topological + LRU (rows where LRU moves nothing non-compulsory are left out of the mean), and at
 most how much any schedule could remove: the byte-level bound (mapping/traffic_bound.py: the
 least traffic over every op order and eviction, ignoring addresses) is traffic no schedule avoids.
-The baselines and the mapper run every op once with its inputs and outputs apart in the scratchpad;
-`--freedoms` adds per row the byte-level bound if elementwise and row-wise ops could also run in
-place (traffic_bound.scratchpad_traffic_with: `bytes_bound_inplace`, `removable_pct_inplace`) and
-if, besides, activations could be dropped and recomputed (one level: `bytes_bound_remat`, None where
-the search gives up), to show what those freedoms would be worth.
-Usage: python bench/traffic.py [--json] [--time-limit S] [--graphs SUBSTRING] [--freedoms]
+The baselines and the mapper run every op once with its inputs and outputs apart in the scratchpad.
+Freedoms they do not take were measured once in the byte-level search (2026-11-21, not kept):
+in-place execution of elementwise and row-wise ops (output over a same-size input that dies there)
+lowered the bound on 0 of 42 rows (linears and convs set every peak, not those ops), and one-level
+rematerialization on none of the 14 non-trivial rows its search finished. Splitting a linear or
+conv so its weight streams in tiles would remove more, but changes COSMA's problem: M_R ("the least
+any schedule needs") would no longer hold.
+Usage: python bench/traffic.py [--json] [--time-limit S] [--graphs SUBSTRING]
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from pimc.mapping import (
 )
 from pimc.mapping.list_scheduler import heft_placement
 from pimc.mapping.mapper import baseline
-from pimc.mapping.traffic_bound import scratchpad_traffic, scratchpad_traffic_with
+from pimc.mapping.traffic_bound import scratchpad_traffic
 
 F32 = 4
 ROOT = Path(__file__).resolve().parent.parent
@@ -283,8 +285,7 @@ def compulsory_bytes(p: MappingProblem) -> int:
     return sum(t.size_bytes for n, t in p.tensors.items() if p.uses[n] and t.kind in ("input", "weight", "output"))
 
 
-def measure(name: str, p: MappingProblem, budget_name: str, budget: int, time_limit: float,
-            freedoms: bool = False) -> dict:
+def measure(name: str, p: MappingProblem, budget_name: str, budget: int, time_limit: float) -> dict:
     q = with_budget(p, budget)
     compulsory = compulsory_bytes(q)
     exact = scratchpad_traffic(q, max_states=MAX_STATES)
@@ -315,13 +316,6 @@ def measure(name: str, p: MappingProblem, budget_name: str, budget: int, time_li
     lru, ilp, best = row.get("lru"), row.get("ilp"), row["bytes_bound"]
     row["removed_pct"] = None if not lru or ilp is None else round(100.0 * (lru - ilp) / lru, 1)
     row["removable_pct"] = None if not lru or best is None else round(100.0 * (lru - best) / lru, 1)
-    if freedoms:
-        inplace = scratchpad_traffic_with(q, inplace=True, max_states=MAX_STATES)
-        row["bytes_bound_inplace"] = None if inplace is None else inplace - compulsory
-        row["removable_pct_inplace"] = None if not lru or inplace is None else \
-            round(100.0 * (lru - row["bytes_bound_inplace"]) / lru, 1)
-        both = scratchpad_traffic_with(q, inplace=True, remat=True, max_states=MAX_STATES) if best else exact
-        row["bytes_bound_remat"] = None if both is None else both - compulsory
     return row
 
 
@@ -345,7 +339,6 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--time-limit", type=float, default=5.0, help="CP-SAT deterministic time per solve")
     ap.add_argument("--graphs", default="", help="only graphs whose name contains this")
-    ap.add_argument("--freedoms", action="store_true", help="also the byte-level bound with in-place ops")
     args = ap.parse_args()
     rows, budgets = [], {}
     if not args.json:
@@ -359,7 +352,7 @@ def main() -> None:
         hi, exact = min_peak(p)
         budgets[name] = {"M_R": lo, "M_P": hi, "M_P_exact": exact}
         for budget_name, budget in (("M_R", lo), ("half", (lo + hi) // 2), ("M_P", hi)):
-            r = measure(name, p, budget_name, budget, args.time_limit, args.freedoms)
+            r = measure(name, p, budget_name, budget, args.time_limit)
             r["M_P_exact"] = exact
             rows.append(r)
             if not args.json:
@@ -385,11 +378,6 @@ def main() -> None:
            "ilp_missing_rows": sum(1 for r in rows if r.get("ilp") is None),
            "lru_noncompulsory_by_kind": lru_parts, "lru_noncompulsory_by_cause": lru_why,
            "time_limit_s": args.time_limit}
-    if args.freedoms:
-        out["removable_pct_inplace_mean"] = _mean([r["removable_pct_inplace"] for r in rows if r["removed_pct"] is not None])
-        out["remat_rows_lowered"] = [f"{r['graph']} {r['budget']}" for r in rows
-                                     if r["bytes_bound_remat"] is not None and r["bytes_bound_remat"] < r["bytes_bound"]]
-        out["remat_rows_abandoned"] = [f"{r['graph']} {r['budget']}" for r in rows if r["bytes_bound_remat"] is None]
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -400,14 +388,6 @@ def main() -> None:
               f"schedules by {out['ilp_solver_rows']}")
         print(f"LRU's non-compulsory bytes by kind {lru_parts}; by cause of the eviction {lru_why} "
               f"(fragmentation: evicted although the free bytes sufficed, for lack of a contiguous range)")
-        if args.freedoms:
-            changed = [f"{r['graph']} {r['budget']}: {r['bytes_bound']} -> {r['bytes_bound_inplace']} B" for r in rows
-                       if r["bytes_bound_inplace"] != r["bytes_bound"]]
-            print(f"with in-place ops at most {out['removable_pct_inplace_mean']}% would be removable; "
-                  f"rows whose bound in-place execution lowers: {', '.join(changed) or 'none'}; "
-                  f"rows whose bound in-place + one-level rematerialization lower: "
-                  f"{', '.join(out['remat_rows_lowered']) or 'none'} (search abandoned on "
-                  f"{', '.join(out['remat_rows_abandoned']) or 'none'})")
 
 
 if __name__ == "__main__":

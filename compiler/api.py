@@ -75,9 +75,9 @@ class RunResult:
     logits: np.ndarray
     """float32 [positions, vocab]: prompt positions, then one row per decode step."""
     report: Report
-    events: tuple[Event, ...] = ()
+    events: tuple[Event, ...]
     """Every device op the run executed, in order (the trace's device tracks)."""
-    transfers: tuple[TransferEvent, ...] = ()
+    transfers: tuple[TransferEvent, ...]
     """The link transfers of those calls (`pimc.transfers.transfer_events`), as the report priced them."""
 
 

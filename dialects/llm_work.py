@@ -42,6 +42,24 @@ def weight_storage_bytes(op: llm.LinearOp) -> float:
     return nbytes(op.weight)
 
 
+def weight_readers(value: SSAValue) -> list[llm.LinearOp]:
+    """The linears that read `value` as their weight matrix, also inside fused ops."""
+    readers = []
+    for use in value.uses:
+        reader = use.operation
+        if isinstance(reader, llm.LinearOp) and reader.weight is value:
+            readers.append(reader)
+        elif isinstance(reader, llm.FusedOp):
+            readers.extend(weight_readers(reader.body.block.args[use.index]))
+    return readers
+
+
+def stored_weight_bytes(value: SSAValue) -> float:
+    """Bytes of a weight as stored: quantized when a linear reads it as its matrix (a tied table is
+    stored once, at its least storage size); a bias, a norm's scale or a table: its own elements."""
+    return min(map(weight_storage_bytes, weight_readers(value)), default=nbytes(value))
+
+
 def _is_weight(value: SSAValue) -> bool:
     return isinstance(value.owner, llm.WeightOp)
 
@@ -137,9 +155,8 @@ def _fused(op: llm.FusedOp) -> Work:
     weight_bytes = 0.0
     coded: list[CodedWeight] = []
     for arg in weight_args:
-        linears = [u.operation for u in arg.uses if isinstance(u.operation, llm.LinearOp) and u.operation.weight is arg]
-        stored = min(linears, key=weight_storage_bytes, default=None)
-        weight_bytes += weight_storage_bytes(stored) if stored is not None else nbytes(arg)
+        weight_bytes += stored_weight_bytes(arg)
+        stored = min(weight_readers(arg), key=weight_storage_bytes, default=None)
         if stored is not None:
             coded.extend(op_work(stored).coded_weights)
     anchor = next((w for w in parts if w.op in ("llm.linear", "llm.attention")), parts[0])

@@ -41,3 +41,20 @@ def test_a_shared_weight_has_one_size_whatever_the_op_order():
                      f"  {first}\n  {second}\n"
                      "  func.return %y : tensor<1x8xf32>\n")
         assert p.tensors["w:w"].size_bytes == 1088
+
+
+def test_a_weight_read_inside_a_fused_op_has_its_quantized_size():
+    """A fused linear + silu reads `w` through its body: the problem stores it as the inner linear's
+    int4 codes + f16 scales (1088 B), as the fused op's cost model prices it, not as 8 x 256 f32."""
+    fused = ("  %y = llm.fused %x, %w {pattern = \"linear_act\"} : (tensor<1x256xf32>, tensor<8x256xf32>) "
+             "-> tensor<1x8xf32> {\n"
+             "  ^bb0(%a: tensor<1x256xf32>, %v: tensor<8x256xf32>):\n"
+             "    %1 = llm.linear %a, %v {wquant = #llm.quant<int4, group = 64>} "
+             ": (tensor<1x256xf32>, tensor<8x256xf32>) -> tensor<1x8xf32>\n"
+             "    %2 = llm.silu %1 : (tensor<1x8xf32>) -> tensor<1x8xf32>\n"
+             "    llm.yield %2 : tensor<1x8xf32>\n"
+             "  }\n")
+    p = _problem('  %w = llm.weight "w" : tensor<8x256xf32>\n' + fused + "  func.return %y : tensor<1x8xf32>\n")
+    assert p.tensors["w:w"].size_bytes == 8 * 256 // 2 + 8 * 4 * 2 == 1088
+    fused_op = next(o for o in p.ops if o.kind == "llm.fused")
+    assert "w:w" in fused_op.inputs

@@ -16,7 +16,7 @@ from xdsl.ir import Operation, SSAValue
 
 from pimc.dialects import llm
 from pimc.dialects.llm import f64_attr, i64_attr
-from pimc.dialects.llm_work import nbytes, op_work, weight_storage_bytes
+from pimc.dialects.llm_work import nbytes, op_work, stored_weight_bytes
 from pimc.mapping.checker import check_schedule
 from pimc.mapping.mapper import MapOptions, map_problem
 from pimc.mapping.problem import LinkCost, MappingProblem, OpNode, Tensor
@@ -60,21 +60,8 @@ def _tensor_kind_and_name(op: Operation, index: int, returned: set[SSAValue]) ->
 
 
 def _weight_bytes(op: llm.WeightOp) -> int:
-    """Stored size: quantized when a linear reads it as its weight matrix, quantized (a tied table
-    is stored once); a bias, a norm's scale or an embedding table: its own elements."""
-    return math.ceil(min(_stored_as_weight(op.result), default=nbytes(op.result)))
-
-
-def _stored_as_weight(value: SSAValue) -> list[float]:
-    """The storage sizes of the linears (also inside fused ops) that read `value` as their weight."""
-    sizes = []
-    for use in value.uses:
-        reader = use.operation
-        if isinstance(reader, llm.LinearOp) and reader.weight is value:
-            sizes.append(weight_storage_bytes(reader))
-        elif isinstance(reader, llm.FusedOp):
-            sizes.extend(_stored_as_weight(reader.body.block.args[use.index]))
-    return sizes
+    """Stored size (llm_work.stored_weight_bytes), whole bytes."""
+    return math.ceil(stored_weight_bytes(op.result))
 
 
 def build_problem(fn: func.FuncOp, target: Target) -> tuple[MappingProblem, dict[str, Operation]]:

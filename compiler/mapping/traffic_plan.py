@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ortools.sat.python import cp_model
 
+from pimc.mapping.cpsat_solve import WALL_SAFETY_EXTRA_S, WALL_SAFETY_FACTOR
 from pimc.mapping.list_scheduler import _assign_offsets, lowest_gap
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
@@ -125,6 +126,8 @@ def _packed_offsets(lives: list[tuple], size: dict[str, int], capacity: int):
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = 0
     solver.parameters.max_deterministic_time = PACKING_TIME_S
+    # the deterministic clock can undercount CPU time many-fold (see cpsat_solve): a wall-clock net
+    solver.parameters.max_time_in_seconds = WALL_SAFETY_FACTOR * PACKING_TIME_S + WALL_SAFETY_EXTRA_S
     if solver.solve(m) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     return [(life, off if isinstance(off, int) else solver.value(off)) for life, off in zip(lives, offsets)]
