@@ -9,7 +9,7 @@ import pytest
 
 from pimc.errors import ScheduleError
 from pimc.mapping import (
-    Cost, LinkCost, MappingProblem, OpNode, Residency, Schedule, Tensor, check_schedule,
+    Cost, LinkCost, MappingProblem, OpNode, OpSlot, Residency, Schedule, Tensor, Transfer, check_schedule,
     list_schedule,
 )
 
@@ -260,3 +260,34 @@ def test_random_problems_pass_checker(seed):
     s = list_schedule(p)
     check_schedule(p, s)
     assert Schedule.from_json(s.to_json()) == s
+
+
+def _long_axis() -> MappingProblem:
+    """cpu works 32.031 s, then a 1 us transfer (1000 B at 1 GB/s) feeds the npu: float rounding
+    makes end - start = 9.99999997e-07 s at t = 32 s."""
+    tensors = [T("x", 10, "input"), T("t1", 1000), T("y", 10, "output")]
+    ops = (OpNode("a", "embed", ("x",), ("t1",)), OpNode("b", "matmul", ("t1",), ("y",)))
+    costs = {("a", "cpu"): Cost(32.031, 1.0, 0.0), ("b", "npu"): Cost(1.0, 1.0, 0.0)}
+    link = LinkCost(bandwidth_bytes_per_s=1e9, latency_s=0.0, energy_j_per_byte=0.0)
+    return MappingProblem(
+        ops=ops, tensors={t.name: t for t in tensors}, devices=("cpu", "npu"),
+        memory_of={"cpu": "dram", "npu": "sram"}, capacity_bytes={"dram": 10_000, "sram": 10_000},
+        costs=costs, links={("dram", "sram"): link, ("sram", "dram"): link},
+        offchip_memories=frozenset({"dram"}))
+
+
+def test_checker_accepts_rounded_transfer_on_long_time_axis():
+    p = _long_axis()
+    tr = Transfer("t1", "dram", "sram", 32.031, 32.031 + 1e-6, 1000)
+    assert tr.end_s - tr.start_s < 1e-6  # the rounding the old duration-sized tolerance rejected
+    slots = {"a": OpSlot("a", "cpu", 0.0, 32.031), "b": OpSlot("b", "npu", tr.end_s, tr.end_s + 1.0)}
+    res = (Residency("x", "dram", 0.0, 32.031, 1000, 10), Residency("t1", "dram", 0.0, tr.end_s, 0, 1000),
+           Residency("t1", "sram", 32.031, tr.end_s + 1.0, 0, 1000),
+           Residency("y", "sram", tr.end_s, tr.end_s + 1.0, 1000, 10))
+    s = Schedule(slots=slots, residency=res, transfers=(tr,), solver="hand", status="FEASIBLE",
+                 objective=tr.end_s + 1.0, bound=None, gap=None)
+    check_schedule(p, s)
+    # Short by 1 ns (far above noise, far below the 32 ns relative margin of t = 32 s): rejected.
+    short = dataclasses.replace(tr, end_s=tr.end_s - 1e-9)
+    with pytest.raises(ScheduleError, match="link needs 1e-06 s"):
+        check_schedule(p, dataclasses.replace(s, transfers=(short,)))

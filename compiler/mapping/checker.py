@@ -27,6 +27,7 @@ from pimc.mapping.problem import MappingProblem
 from pimc.mapping.schedule import Schedule
 from pimc.mapping.tolerance import REL_TOL
 from pimc.mapping.tolerance import before as _before
+from pimc.mapping.tolerance import duration_tol
 from pimc.mapping.tolerance import tol as _tol
 
 __all__ = ["check_schedule", "schedule_violations"]
@@ -132,7 +133,7 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
         if tr.start_s < 0:
             v.append(f"{tag}: negative start {tr.start_s}")
         need = link.time_s(tr.bytes)
-        if _before(tr.end_s - tr.start_s, need):
+        if tr.end_s - tr.start_s < need - duration_tol(need, tr.start_s, tr.end_s):
             v.append(f"{tag}: lasts {tr.end_s - tr.start_s} s, link needs {need} s")
         per_link[(tr.src_memory, tr.dst_memory)].append(tr)
     for key in sorted(per_link):

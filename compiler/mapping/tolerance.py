@@ -14,11 +14,19 @@ import math
 
 REL_TOL = 1e-9
 _FLOOR = 1e-6  # the magnitude below which the tolerance stops shrinking (seconds or units)
+_ULPS = 4  # a difference of two rounded times (each a shifted sum) is off by a few ulps of them
 
 
 def tol(*xs: float) -> float:
     """The noise margin for comparing the times `xs` (finite)."""
     return REL_TOL * max(_FLOOR, *(abs(x) for x in xs)) if xs else REL_TOL
+
+
+def duration_tol(need: float, *times: float) -> float:
+    """The noise margin for a duration `end - start` compared with `need`: the relative tolerance
+    of `need` plus a few ulps of the times it was subtracted from. Sized by the duration alone, a
+    1 us transfer at t = 32 s (end - start = 9.99999997e-07 by rounding) would be short by noise."""
+    return tol(need) + _ULPS * max((math.ulp(x) for x in times), default=0.0)
 
 
 def before(a: float, b: float) -> bool:
