@@ -155,3 +155,48 @@ def test_address_choice_leaves_room_for_double_buffering():
     assert place_in([(6, 10, 5.0)], 4, 10, prefer=6) == 0
     assert place_in([(0, 2, 9.0), (5, 6, 1.0), (8, 10, 9.0)], 2, 10, prefer=0) == 6  # best fit: [6, 8)
     assert place_in([(0, 4, 5.0), (6, 10, 9.0)], 4, 10, prefer=0) is None
+
+
+def _corrupt_replay(monkeypatch):
+    """The replayed candidate twice as fast as it can be (every time halved): invalid, and the best
+    by makespan, so only the checker keeps the mapper from choosing it."""
+    import dataclasses
+
+    from pimc.mapping import mapper
+
+    def halved(problem, placement, policy, solver, **kw):
+        s = sequence_schedule(problem, placement, policy, solver=solver, **kw)
+        if solver != "cpsat-blocks":
+            return s
+        half = lambda x: dataclasses.replace(x, start_s=x.start_s / 2, end_s=x.end_s / 2)
+        return dataclasses.replace(s, slots={k: half(v) for k, v in s.slots.items()},
+                                   residency=tuple(map(half, s.residency)), transfers=tuple(map(half, s.transfers)))
+    monkeypatch.setattr(mapper, "sequence_schedule", halved)
+
+
+def test_a_corrupt_replay_is_checked_and_not_kept(monkeypatch):
+    _corrupt_replay(monkeypatch)
+    problem = ffn_stack(4)
+    s = map_problem(problem, MapOptions(max_whole_ops=5))
+    check_schedule(problem, s)
+    assert s.solver == "cpsat-overlapped"
+    assert "not replayed: the checker rejects it: op " in s.note
+    assert "(stitched 10.205 s, overlapped 8.416 s; not replayed" in s.note
+
+
+def test_no_valid_block_schedule_falls_back_to_the_heuristic_with_a_note(monkeypatch):
+    from pimc.errors import ScheduleError
+    from pimc.mapping import mapper
+
+    _corrupt_replay(monkeypatch)
+
+    def no_stitch(*a, **kw):
+        raise ScheduleError("stitching disabled by the test")
+    monkeypatch.setattr(mapper, "_stitch", no_stitch)
+    problem = ffn_stack(4)
+    s = map_problem(problem, MapOptions(max_whole_ops=5))
+    check_schedule(problem, s)
+    assert s.solver == "heft+belady"
+    assert s.note.startswith("fallback to heft+belady: CP-SAT: 3 identical blocks of 5 ops")
+    assert "no block schedule passes the checker (not replayed: the checker rejects it: " in s.note
+    assert "not stitched: stitching disabled by the test; not overlapped: stitching disabled by the test)" in s.note

@@ -181,7 +181,8 @@ def _placement(s: Schedule) -> list[tuple[str, str]]:
 
 def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, options: MapOptions) -> tuple[Schedule, str]:
     """Solve block 0 (with its boundary tensors where the heuristic put them) and build the whole
-    function three ways, keeping the best: replayed (block 0's devices and order for every block,
+    function three ways, keeping the best that passes the checker (ScheduleError if none does, so
+    the caller falls back to the heuristic and says why): replayed (block 0's devices and order for every block,
     replayed op by op with Belady eviction), stitched (every block a rigid copy of block 0's
     schedule, shifted as early as inputs and resources allow) and overlapped (each op and transfer
     of every copy placed on its own as early as possible, so the next block's loads overlap the
@@ -200,28 +201,34 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
         ops_k = blocks.ops(problem, k)
         placement += [(ops_k[local[o]], block.slots[o].device) for o in order]
     placement += suffix
-    replayed = sequence_schedule(problem, placement, "belady", solver="cpsat-blocks")
     gap = "n/a" if block.gap is None else f"{block.gap:.3g}"
     head = (f"{blocks.count} identical blocks of {blocks.length} ops (ops {blocks.start}..{blocks.end - 1}); "
             f"block 0 by CP-SAT ({block.status}, gap {gap}{'; ' + block.note if block.note else ''}); ")
     obj = options.objective
     norm = obj.normalizers(problem, heur)
-    ways = {"replayed": ("replicated and replayed as early as possible with Belady eviction", replayed, f"by {heur.solver}")}
-    failed = []
+    candidates = [("replayed", "replicated and replayed as early as possible with Belady eviction",
+                   lambda: (sequence_schedule(problem, placement, "belady", solver="cpsat-blocks"), ""))]
     for flexible, name, how in (
             (False, "stitched", "every block a copy of its schedule, each placed at the earliest offset its "
                                 "inputs, devices, links and scratchpad addresses allow"),
             (True, "overlapped", "every block's ops and transfers placed one by one, each as early as its data, "
                                  "device, link, bandwidth and a scratchpad address allow, on block 0's devices")):
+        candidates.append((name, how, lambda flexible=flexible: _stitch(problem, blocks, heur, sub, block, obj,
+                                                                        flexible=flexible)))
+    ways, failed = {}, []  # every candidate passes the checker before it can be kept
+    for name, how, build in candidates:
         try:
-            s, edges = _stitch(problem, blocks, heur, sub, block, obj, flexible=flexible)
+            s, edges = build()
             wrong = schedule_violations(problem, s)
             if wrong:
                 raise ScheduleError(f"the checker rejects it: {wrong[0]}")
-            ways[name] = (how, dataclasses.replace(s, solver=f"cpsat-{name}"), edges or f"by {heur.solver}")
+            solver = "cpsat-blocks" if name == "replayed" else f"cpsat-{name}"
+            ways[name] = (how, dataclasses.replace(s, solver=solver), edges or f"by {heur.solver}")
         except ScheduleError as e:
             failed.append(f"not {name}: {e}")
-    best = "replayed"  # ties: the earlier way
+    if not ways:  # map_problem falls back to the heuristic and says why
+        raise ScheduleError(f"{head}no block schedule passes the checker ({'; '.join(failed)})")
+    best = next(iter(ways))  # ties: the earlier way
     for name, (_, s, _) in ways.items():
         if obj.value(problem, s, norm) < obj.value(problem, ways[best][1], norm) * (1 - 1e-9):
             best = name
