@@ -222,8 +222,9 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
             wrong = schedule_violations(problem, s)
             if wrong:
                 raise ScheduleError(f"the checker rejects it: {wrong[0]}")
-            solver = "cpsat-blocks" if name == "replayed" else f"cpsat-{name}"
-            ways[name] = (how, dataclasses.replace(s, solver=solver), edges or f"by {heur.solver}")
+            if name != "replayed":  # the replay is already named cpsat-blocks
+                s = dataclasses.replace(s, solver=f"cpsat-{name}")
+            ways[name] = (how, s, edges or f"by {heur.solver}")
         except ScheduleError as e:
             failed.append(f"not {name}: {e}")
     if not ways:  # map_problem falls back to the heuristic and says why
