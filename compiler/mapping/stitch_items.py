@@ -13,7 +13,8 @@ the piece's schedule, each goes to the earliest time at which
 - its draws on shared memory bandwidth fit beside those already placed, and
 - if it opens a scratchpad residency (an op writing its output there, a transfer filling it): an
   address range is free from that time on (conservative: the residency's end is known only once its
-  last user is placed); the address it was solved with if free, else the lowest free one.
+  last user is placed); the address it was solved with if free, else best fit: the smallest free
+  gap that fits, against its longer-lived neighbour (`place_in`).
 
 A residency then lasts from its opener's start to the end of its last user in the piece (reader,
 outgoing transfer), or to the end of the function for tensors kept there.
@@ -180,7 +181,8 @@ class ItemPlacer:
             for i in self.opens.get(item, []):
                 res = self.res[i]
                 if res.start is None:
-                    res.start, res.ready, res.end = start, start + dur, start + dur
+                    res.start, res.ready = start, start + dur
+                    res.end = max(res.end, start + dur)  # a user placed earlier may have extended it
                     res.offset = offsets.get(i)
                     if res.users == 0:
                         self._finish(res, out)
