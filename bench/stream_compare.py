@@ -20,7 +20,7 @@ right: the decode stack is a chain of ops that each stream their operands from t
 bus's rate (every op is on the critical path, the schedule meets the critical-path bound), so
 nothing of layer i+1 can start before layer i ends. Only where loading the next layer's weights is
 work that does not depend on the current layer (the scratchpad target) can layers overlap: there
-the mapper's overlapped stitch (mapping/stitch_items.py) places every op and transfer of each
+the mapper's overlapped stitch (mapping/overlapped.py) places every op and transfer of each
 layer's copy on its own, so the DMA links stream the next layers' weights back to back while the
 current layer computes.
 Usage: python bench/stream_compare.py [--json]

@@ -1,4 +1,4 @@
-"""Overlapped stitching (stitch_items.py): every op and transfer of a block's copy placed on its own,
+"""Overlapped stitching (overlapped.py): every op and transfer of a block's copy placed on its own,
 as early as its data, device, link and a scratchpad address allow, so the next layer's weight loads
 run while the current layer computes; the partial layers around the blocks scheduled as their
 block-0 counterparts; and the mapper keeping it when it beats the replay and the rigid stitch."""
@@ -15,7 +15,7 @@ from pimc.mapping.evict import sequence_schedule
 from pimc.mapping.mapper import MapOptions, block_problem, map_problem
 from pimc.mapping.problem import LinkCost, MappingProblem, OpNode, Tensor
 from pimc.mapping.stitch import Piece, Stitcher, replica_names
-from pimc.mapping.stitch_items import place_in
+from pimc.mapping.overlapped import place_in
 from pimc.targets.cost import Cost
 
 MB = 1_000_000
@@ -53,14 +53,14 @@ def two_core_stack(n: int) -> MappingProblem:
     return machine(2, 2 * MB + 3000, tensors, ops, costs)
 
 
-def stitch_copies(problem: MappingProblem, n: int, flexible: bool):
+def stitch_copies(problem: MappingProblem, n: int, overlapped: bool):
     heur = sequence_schedule(problem, [(op.name, "c0" if op.name[0] == "a" else "c1") for op in problem.ops])
     sub = block_problem(problem, ["a0", "b0"], heur)
     block = sequence_schedule(sub, [("a0", "c0"), ("b0", "c1")])
     stitcher = Stitcher(problem)
     for k in range(n):
         ops, tensors = replica_names(problem, ["a0", "b0"], [f"a{k}", f"b{k}"])
-        (stitcher.add_flexible if flexible else stitcher.add)(Piece(sub, block, ops, tensors))
+        (stitcher.add_overlapped if overlapped else stitcher.add)(Piece(sub, block, ops, tensors))
     return block, stitcher.schedule("stitched")
 
 
@@ -68,21 +68,21 @@ def test_overlapped_copies_start_each_load_when_its_own_space_frees():
     problem = two_core_stack(3)
     # One layer: w0 and v0 load in parallel [0, 2], x [2, 2.001], a0 [2.001, 3.001], g0 over the
     # NoC by 3.001001, b0 [3.001001, 4.001001], h0 written back to DRAM by 4.002001.
-    block, rigid = stitch_copies(problem, 3, flexible=False)
+    block, rigid = stitch_copies(problem, 3, overlapped=False)
     assert block.makespan_s == pytest.approx(4.002001, abs=1e-9)
     # Rigid copies: w1 may only enter s0 once w0 leaves (3.001), v1 s1 once v0 leaves (4.001001);
     # one offset for the whole copy takes the later, 4.001001, per layer: 2 x 4.001001 + 4.002001.
     assert rigid.makespan_s == pytest.approx(12.004003, abs=1e-9)
-    _, flexible = stitch_copies(problem, 3, flexible=True)
+    _, overlapped = stitch_copies(problem, 3, overlapped=True)
     # Each on its own: w1 loads [3.001, 5.001] while b0 runs, h0 comes back from DRAM [5.001,
     # 5.002], a1 [5.002, 6.002]; v1 [4.001001, 6.001001] after b0, b1 [6.002001, 7.002001]: the
     # layer period is a's 1 s + w's 2 s + h's reload 1 ms = 3.001 s: a2 starts at 2.001 + 2 x 3.001
     # = 8.003, b2 ends at 10.003001, h2 is written back by 10.004001.
-    assert flexible.makespan_s == pytest.approx(10.004001, abs=1e-9)
-    w1 = next(t for t in flexible.transfers if t.tensor == "w1")
-    assert (w1.start_s, flexible.slots["b0"].start_s) == (pytest.approx(3.001), pytest.approx(3.001001))
+    assert overlapped.makespan_s == pytest.approx(10.004001, abs=1e-9)
+    w1 = next(t for t in overlapped.transfers if t.tensor == "w1")
+    assert (w1.start_s, overlapped.slots["b0"].start_s) == (pytest.approx(3.001), pytest.approx(3.001001))
     check_schedule(problem, rigid)
-    check_schedule(problem, flexible)
+    check_schedule(problem, overlapped)
 
 
 def test_overlapped_stitching_is_deterministic():

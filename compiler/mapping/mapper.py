@@ -8,7 +8,7 @@
   (status OPTIMAL); small functions are solved whole; large ones made of identical blocks (decoder
   layers) solve one block with CP-SAT and repeat it over every block, keeping the best of: its
   devices and order replayed with Belady eviction, rigid copies of its schedule (stitch.py), and
-  copies whose ops and transfers are placed one by one (stitch_items.py: the next layer's loads
+  overlapped copies whose ops and transfers are placed one by one (overlapped.py: the next layer's loads
   overlap the current layer's compute). If CP-SAT finds nothing in time, or worse than the
   heuristic, the heuristic is used and `note` says why. The caller checks every schedule with the
   independent checker.
@@ -186,7 +186,7 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
     replayed op by op with Belady eviction), stitched (every block a rigid copy of block 0's
     schedule, shifted as early as inputs and resources allow) and overlapped (each op and transfer
     of every copy placed on its own as early as possible, so the next block's loads overlap the
-    current block's compute; stitch_items.py)."""
+    current block's compute; overlapped.py)."""
     names = blocks.ops(problem, 0)
     sub = block_problem(problem, names, heur)
     warm = [(o, d) for o, d in _placement(heur) if o in set(names)]
@@ -208,13 +208,13 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
     norm = obj.normalizers(problem, heur)
     candidates = [("replayed", "replicated and replayed as early as possible with Belady eviction",
                    lambda: (sequence_schedule(problem, placement, "belady", solver="cpsat-blocks"), ""))]
-    for flexible, name, how in (
+    for overlapped, name, how in (
             (False, "stitched", "every block a copy of its schedule, each placed at the earliest offset its "
                                 "inputs, devices, links and scratchpad addresses allow"),
             (True, "overlapped", "every block's ops and transfers placed one by one, each as early as its data, "
                                  "device, link, bandwidth and a scratchpad address allow, on block 0's devices")):
-        candidates.append((name, how, lambda flexible=flexible: _stitch(problem, blocks, heur, sub, block, obj,
-                                                                        flexible=flexible)))
+        candidates.append((name, how, lambda overlapped=overlapped: _stitch(problem, blocks, heur, sub, block, obj,
+                                                                            overlapped=overlapped)))
     ways, failed = {}, []  # every candidate passes the checker before it can be kept
     for name, how, build in candidates:
         try:
@@ -240,21 +240,21 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
 
 
 def _stitch(problem: MappingProblem, blocks: Blocks, heur: Schedule, sub: MappingProblem, block: Schedule,
-            objective: Objective, flexible: bool = False) -> tuple[Schedule, str]:
+            objective: Objective, overlapped: bool = False) -> tuple[Schedule, str]:
     """Prefix, the blocks and suffix as pieces, each shifted as early as possible (stitch.py;
-    `flexible`: each op and transfer on its own, stitch_items.py); prefix and suffix are solved as
-    their own sub-problems by the heuristic, or (`flexible`) as their counterparts in block 0.
+    `overlapped`: each op and transfer on its own, overlapped.py); prefix and suffix are solved as
+    their own sub-problems by the heuristic, or (`overlapped`) as their counterparts in block 0.
     Also says how those were scheduled."""
     from pimc.mapping.stitch import Piece, Stitcher, replica_names
 
     stitcher = Stitcher(problem)
-    place = stitcher.add_flexible if flexible else stitcher.add
+    place = stitcher.add_overlapped if overlapped else stitcher.add
     before = [op.name for op in problem.ops[:blocks.start]]
     after = [op.name for op in problem.ops[blocks.end:]]
     edges = []  # how the ops before and after the blocks were scheduled
 
     def edge(names: list[str]):
-        piece = _block_like_piece(problem, names, heur, blocks, block) if flexible else None
+        piece = _block_like_piece(problem, names, heur, blocks, block) if overlapped else None
         edges.append("as their block-0 counterparts" if piece is not None else f"by {heur.solver}")
         return piece or _heuristic_piece(problem, names, heur, objective)
 

@@ -21,18 +21,17 @@ previous piece did not leave it raises ScheduleError (the mapper then replays in
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from pimc.errors import ScheduleError
-from pimc.mapping.bandwidth import Contention, Profile
 from pimc.mapping.list_scheduler import _assign_offsets, lowest_gap
+from pimc.mapping.overlapped import ItemPlacer, slots_and_transfers
 from pimc.mapping.problem import MappingProblem
+from pimc.mapping.resources import Resources
 from pimc.mapping.schedule import OpSlot, Residency, Schedule, Transfer
-from pimc.mapping.tolerance import before, inner
-
+from pimc.mapping.tolerance import before
 
 
 @dataclass(frozen=True)
@@ -69,44 +68,6 @@ def replica_names(problem: MappingProblem, block0: list[str], block_k: list[str]
     return ops, tensors
 
 
-class _Busy:
-    """Intervals placed on one resource, sorted by end, each with an address range (or the whole)."""
-
-    def __init__(self):
-        self.ends: list[float] = []
-        self.items: list[tuple[float, float, int, int]] = []  # end, start, lo, hi
-
-    def add(self, start: float, end: float, lo: int = 0, hi: int = 1) -> None:
-        i = bisect.bisect_left(self.ends, end)
-        self.ends.insert(i, end)
-        self.items.insert(i, (end, start, lo, hi))
-
-    def _live(self, start: float, end: float):
-        lo, hi = inner(start, end)
-        for e, s, a, b in self.items[bisect.bisect_right(self.ends, lo):]:
-            if s < hi:
-                yield e, a, b
-
-    def overlapping(self, start: float, end: float) -> list[tuple[int, int]]:
-        """Address ranges of placed intervals overlapping [start, end) in time."""
-        return [(a, b) for _, a, b in self._live(start, end)]
-
-    def ranges(self, start: float, end: float) -> list[tuple[int, int, float]]:
-        """(lo, hi, end) of placed intervals overlapping [start, end) in time."""
-        return [(a, b, e) for e, a, b in self._live(start, end)]
-
-    def ends_overlapping(self, start: float, end: float) -> list[float]:
-        return [e for e, _, _ in self._live(start, end)]
-
-    def conflict_end(self, start: float, end: float, lo: int = 0, hi: int = 1) -> float | None:
-        """The latest end among placed intervals overlapping [start, end) x [lo, hi), or None."""
-        worst = None
-        for e, a, b in self._live(start, end):
-            if a < hi and lo < b:
-                worst = e if worst is None else max(worst, e)
-        return worst
-
-
 def _fit(ranges: list[tuple[int, int]], size: int, capacity: int, prefer: int) -> int | None:
     """`prefer` if [prefer, prefer + size) is clear of `ranges`, else the lowest clear offset."""
     if prefer + size <= capacity and not any(lo < prefer + size and prefer < hi for lo, hi in ranges):
@@ -118,7 +79,7 @@ def _fit(ranges: list[tuple[int, int]], size: int, capacity: int, prefer: int) -
 class Stitcher:
     def __init__(self, problem: MappingProblem):
         self.p = problem
-        self.busy: dict[tuple, _Busy] = {}
+        self.resources = Resources(problem)  # what placed pieces hold (shared with overlapped.py)
         self.ready: dict[tuple[str, str], float] = {}  # (tensor, memory) -> data there from
         self.slots: dict[str, OpSlot] = {}
         self.transfers: list[Transfer] = []
@@ -127,8 +88,6 @@ class Stitcher:
         self.device: dict[str, str] = {}  # op -> device, of every piece placed or being placed
         self.last: dict[tuple[str, str], int] = {}  # (tensor, memory) -> its latest residency index
         self.initial_mem: dict[str, str] = {}  # tensor present at time 0 -> the memory it starts in
-        self.contention = Contention.of(problem)
-        self.bandwidth = None if self.contention is None else Profile(self.contention)
 
     def add(self, piece: Piece) -> float:
         """Place `piece` at its earliest offset (devices and links exactly; scratchpad residencies
@@ -137,7 +96,8 @@ class Stitcher:
         timed = list(self._timed(piece))
         held = self._held(piece)
         drawn = self._drawn(piece)
-        segments = [] if self.bandwidth is None else self.bandwidth.segments((a, b, d) for a, b, d in drawn)
+        bandwidth = self.resources.bandwidth
+        segments = [] if bandwidth is None else bandwidth.segments((a, b, d) for a, b, d in drawn)
         delta = self._dependency_offset(piece)
         while True:
             delta = self._bump(timed, delta, segments)
@@ -146,11 +106,11 @@ class Stitcher:
                 break
             delta = later
         for key, a, b in timed:
-            self.busy.setdefault(key, _Busy()).add(a + delta, b + delta)
+            self.resources.hold(key, a + delta, b + delta)
         for a, b, draws in drawn:
-            self.bandwidth.add(a + delta, b - a, draws)
+            self.resources.draw(a + delta, b - a, draws)
         for h, off in zip(held, offsets):
-            self.busy.setdefault(("memory", h.memory), _Busy()).add(h.start + delta, h.end + delta, off, off + h.size)
+            self.resources.hold(("memory", h.memory), h.start + delta, h.end + delta, off, off + h.size)
         self._emit_shifted(piece, delta, {h.index: off for h, off in zip(held, offsets)})
         return delta
 
@@ -161,19 +121,19 @@ class Stitcher:
         while moved:
             moved = False
             for key, a, b in timed:
-                busy = self.busy.get(key)
+                busy = self.resources.get(key)
                 end = None if busy is None else busy.conflict_end(a + delta, b + delta)
                 if end is not None:
                     delta, moved = max(delta, end - a), True
             if segments:
-                later = self.bandwidth.earliest_segments(delta, segments)
+                later = self.resources.bandwidth.earliest_segments(delta, segments)
                 if later > delta:
                     delta, moved = later, True
         return delta
 
     def _drawn(self, piece: Piece) -> list:
         """(start, end, draws) of the piece's ops and transfers that draw on shared bandwidth."""
-        c = self.contention
+        c = self.resources.contention
         if c is None:
             return []
         s = piece.schedule
@@ -188,7 +148,7 @@ class Stitcher:
         mine: dict[str, list[tuple[float, float, int, int]]] = {}
         for _, m, a, b, size, solved in held:
             start, end = a + delta, b + delta
-            busy = self.busy.get(("memory", m))
+            busy = self.resources.get(("memory", m))
             ranges = [] if busy is None else busy.overlapping(start, end)
             ranges += [(lo, hi) for s0, e0, lo, hi in mine.get(m, ()) if s0 < end and start < e0]
             off = _fit(sorted(ranges), size, self.p.capacity_bytes[m], solved)
@@ -218,12 +178,17 @@ class Stitcher:
             if r.memory not in p.spill_to or r.offset_bytes is None:
                 continue
             name = piece.tensors[r.tensor]
-            kept = self._kept_to_end(name, r.memory) or (
-                p.pinned(name) and p.is_initial(name) and r.start_s <= 0.0
-                and r.memory == piece.sub.home.get(r.tensor, r.memory))
-            end = math.inf if kept else r.end_s
+            end = math.inf if self.kept(piece, r) else r.end_s
             out.append(_Held(i, r.memory, r.start_s, end, p.tensors[name].size_bytes, r.offset_bytes))
         return sorted(out, key=lambda h: (h.start, -h.size, h.index))
+
+    def kept(self, piece: Piece, r: Residency) -> bool:
+        """Whether the piece's residency `r` holds its place to the end of the function: an output,
+        a pinned tensor in its home, or a pinned initial tensor where the piece starts it."""
+        p, name = self.p, piece.tensors[r.tensor]
+        return self._kept_to_end(name, r.memory) or (
+            p.pinned(name) and p.is_initial(name) and r.start_s <= 0.0
+            and r.memory == piece.sub.home.get(r.tensor, r.memory))
 
     def _kept_to_end(self, t: str, m: str) -> bool:
         return self.p.tensors[t].kind == "output" or (self.p.pinned(t) and self._home(t) == m)
@@ -253,11 +218,11 @@ class Stitcher:
         delta = 0.0
         for name, home, first in self._boundary_inputs(piece):
             if (name, home) not in self.ready:
-                self._copy_to(name, home)
+                self.copy_to(name, home)
             delta = max(delta, self.ready[(name, home)] - first)
         return delta
 
-    def _copy_to(self, name: str, dst: str) -> None:
+    def copy_to(self, name: str, dst: str) -> None:
         """Copy a boundary tensor from where an earlier piece left it to where the next piece reads
         it (e.g. a scratchpad output to DRAM), on the first free slot of the link while it is there."""
         p = self.p
@@ -267,27 +232,19 @@ class Stitcher:
             if link is None or i is None:
                 continue
             res = self.residency[i]
-            start, length = self.ready[(name, src)], link.time_s(p.tensors[name].size_bytes)
-            busy = self.busy.setdefault(("link", src, dst), _Busy())
-            draws = () if self.contention is None else self.contention.transfer(name, src, dst)
-            while True:  # the link free and the draws fitting the memories' bandwidth
-                if (end := busy.conflict_end(start, start + length)) is not None:
-                    start = end
-                elif draws and (later := self.bandwidth.earliest(start, length, draws)) > start:
-                    start = later
-                else:
-                    break
+            length = link.time_s(p.tensors[name].size_bytes)
+            draws = self.resources.transfer_draws(name, src, dst)
+            start = self.resources.earliest(("link", src, dst), self.ready[(name, src)], length, draws)
             if before(res.end_s, start + length):  # keep the source copy until the copy is done
                 if res.offset_bytes is not None and src in p.spill_to:
                     lo, hi = res.offset_bytes, res.offset_bytes + p.tensors[name].size_bytes
-                    held = self.busy.setdefault(("memory", src), _Busy())
-                    if held.conflict_end(res.end_s, start + length, lo, hi) is not None:
+                    held = self.resources.get(("memory", src))
+                    if held is not None and held.conflict_end(res.end_s, start + length, lo, hi) is not None:
                         continue
-                    held.add(res.end_s, start + length, lo, hi)
+                    self.resources.hold(("memory", src), res.end_s, start + length, lo, hi)
                 self.residency[i] = Residency(name, src, res.start_s, start + length, res.offset_bytes, res.size_bytes)
-            busy.add(start, start + length)
-            if draws:
-                self.bandwidth.add(start, length, draws)
+            self.resources.hold(("link", src, dst), start, start + length)
+            self.resources.draw(start, length, draws)
             self.transfers.append(Transfer(name, src, dst, start, start + length, p.tensors[name].size_bytes))
             self._arrive(name, dst, start + length)
             self.open[(name, dst)] = len(self.residency)
@@ -297,11 +254,9 @@ class Stitcher:
                             f"does not leave it there, nor where a link could bring it from")
 
     # -- emitting --------------------------------------------------------------------------------
-    def add_flexible(self, piece: Piece) -> None:
+    def add_overlapped(self, piece: Piece) -> None:
         """Place `piece` op by op and transfer by transfer, each as early as its data and the
-        machine allow (stitch_items.py), instead of as one rigid copy."""
-        from pimc.mapping.stitch_items import ItemPlacer, slots_and_transfers
-
+        machine allow (overlapped.py), instead of as one rigid copy."""
         self.device.update({piece.ops[x.op]: x.device for x in piece.schedule.slots.values()})
         placed = ItemPlacer(self, piece).place()
         slots, transfers = slots_and_transfers(piece, placed)

@@ -1,4 +1,4 @@
-"""Place a stitched piece op by op and transfer by transfer (stitch.Stitcher, `flexible`).
+"""Overlapped stitching: place a piece op by op and transfer by transfer (stitch.Stitcher.add_overlapped).
 
 A rigid copy of a block's schedule starts only where every resource it uses is free at one common
 offset, so the whole copy waits for its most contended resource (e.g. the next layer's weight loads
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 from pimc.errors import ScheduleError
 from pimc.mapping.schedule import OpSlot, Transfer
-from pimc.mapping.stitch import _Busy
 from pimc.mapping.tolerance import close
 
 
@@ -61,7 +60,8 @@ class Placed:
 
 
 class ItemPlacer:
-    """Places one piece on a Stitcher's resources (busy intervals, bandwidth profile, ready times)."""
+    """Places one piece on a Stitcher: its resources (resources.Resources), where tensors are
+    ready, and its rules for boundary copies (`copy_to`) and residencies kept to the end (`kept`)."""
 
     def __init__(self, stitcher, piece):
         self.st, self.piece = stitcher, piece
@@ -107,9 +107,7 @@ class ItemPlacer:
             if res.opener is None and res.solved_offset is not None:
                 raise ScheduleError(f"stitch: tensor {res.name!r} would have to stay in scratchpad {r.memory!r} "
                                     f"across pieces")
-            res.kept = stitcher._kept_to_end(res.name, r.memory) or (
-                p.pinned(res.name) and p.is_initial(res.name) and r.start_s <= 0.0
-                and r.memory == sub.home.get(r.tensor, r.memory))
+            res.kept = stitcher.kept(piece, r)
 
     # -- the piece's structure -------------------------------------------------------------------
     def _opened(self, t: str, m: str, at: float) -> int | None:
@@ -158,12 +156,12 @@ class ItemPlacer:
                 x = s.slots[item[1]]
                 name = self.piece.ops[x.op]
                 key, dur = ("device", x.device), x.end_s - x.start_s
-                draws = () if st.contention is None else st.contention.op(name, x.device)
+                draws = st.resources.op_draws(name, x.device)
             else:
                 tr = self.transfers[item[1]]
                 name = self.piece.tensors[tr.tensor]
                 key, dur = ("link", tr.src_memory, tr.dst_memory), tr.end_s - tr.start_s
-                draws = () if st.contention is None else st.contention.transfer(name, tr.src_memory, tr.dst_memory)
+                draws = st.resources.transfer_draws(name, tr.src_memory, tr.dst_memory)
             start = 0.0
             for i in self.reads[item]:
                 if self.res[i].ready is None:
@@ -171,9 +169,8 @@ class ItemPlacer:
                                         f"piece fills it")
                 start = max(start, self.res[i].ready)
             start, offsets = self._earliest(key, start, dur, draws, self.opens.get(item, []))
-            st.busy.setdefault(key, _Busy()).add(start, start + dur)
-            if draws:
-                st.bandwidth.add(start, dur, draws)
+            st.resources.hold(key, start, start + dur)
+            st.resources.draw(start, dur, draws)
             if item[0] == "op":
                 out.op_start[item[1]] = start
             else:
@@ -204,7 +201,7 @@ class ItemPlacer:
         if res.name not in st.p.producer or local in self.piece.sub.producer:
             return 0.0
         if (res.name, res.memory) not in st.ready:
-            st._copy_to(res.name, res.memory)
+            st.copy_to(res.name, res.memory)
         return st.ready[(res.name, res.memory)]
 
     def _finish(self, res: _Res, out: Placed) -> None:
@@ -212,25 +209,13 @@ class ItemPlacer:
         if res.offset is not None:
             out.offsets[res.index] = res.offset
             end = math.inf if res.kept else res.end
-            self.st.busy.setdefault(("memory", res.memory), _Busy()).add(res.start, end, res.offset,
-                                                                           res.offset + res.size)
+            self.st.resources.hold(("memory", res.memory), res.start, end, res.offset, res.offset + res.size)
 
     def _earliest(self, key: tuple, start: float, dur: float, draws, opens: list[int]) -> tuple[float, dict[int, int]]:
         """The earliest start >= `start` where the resource is free, the draws fit and every
         scratchpad residency the item opens has an address free from then on."""
-        st = self.st
-        busy = st.busy.get(key)
         while True:
-            moved = True
-            while moved:
-                moved = False
-                end = None if busy is None else busy.conflict_end(start, start + dur)
-                if end is not None:
-                    start, moved = max(end, math.nextafter(start, math.inf)), True
-                if draws:
-                    later = st.bandwidth.earliest(start, dur, draws)
-                    if later > start:
-                        start, moved = later, True
+            start = self.st.resources.earliest(key, start, dur, draws)
             offsets, later = self._addresses(start, opens)
             if offsets is not None:
                 return start, offsets
@@ -246,7 +231,7 @@ class ItemPlacer:
             if res.solved_offset is None:
                 continue
             m = res.memory
-            busy = self.st.busy.get(("memory", m))
+            busy = self.st.resources.get(("memory", m))
             taken = [] if busy is None else busy.ranges(start, math.inf)
             taken += [(r.offset, r.offset + r.size, math.inf) for r in self.res
                       if r.memory == m and r.offset is not None and self._open_now(r)]
