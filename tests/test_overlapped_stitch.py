@@ -130,10 +130,32 @@ def test_four_layers_cost_less_than_four_times_one_on_a_scratchpad_target():
     assert s.makespan_s < 4 * one.makespan_s  # 0.873 x
 
 
+_HASH_RUN = """
+import hashlib, json, sys
+sys.path.insert(0, sys.argv[1])
+from test_overlapped_stitch import ffn_stack
+from pimc.mapping.mapper import MapOptions, map_problem
+s = map_problem(ffn_stack(4), MapOptions(max_whole_ops=5))
+print(s.solver, hashlib.sha256(json.dumps(s.to_json()).encode()).hexdigest())
+"""
+
+
 def test_overlapped_mapping_is_byte_identical_run_to_run():
-    runs = [map_problem(ffn_stack(4), MapOptions(max_whole_ops=5)) for _ in range(2)]
-    assert runs[0].solver == "cpsat-overlapped"
-    assert json.dumps(runs[0].to_json()) == json.dumps(runs[1].to_json())
+    """Two fresh processes under different hash seeds (set and dict orders of strings differ)
+    print the same schedule hash, and so does this process."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parent)
+    outs = [subprocess.run([sys.executable, "-c", _HASH_RUN, here], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("0", "4242")]
+    s = map_problem(ffn_stack(4), MapOptions(max_whole_ops=5))
+    assert s.solver == "cpsat-overlapped"
+    mine = f"{s.solver} {hashlib.sha256(json.dumps(s.to_json()).encode()).hexdigest()}"
+    assert outs == [mine, mine]
 
 
 def test_partial_layers_map_to_their_block_counterparts():
@@ -200,3 +222,31 @@ def test_no_valid_block_schedule_falls_back_to_the_heuristic_with_a_note(monkeyp
     assert s.note.startswith("fallback to heft+belady: CP-SAT: 3 identical blocks of 5 ops")
     assert "no block schedule passes the checker (not replayed: the checker rejects it: " in s.note
     assert "not stitched: stitching disabled by the test; not overlapped: stitching disabled by the test)" in s.note
+
+
+def test_the_note_names_how_each_side_of_the_blocks_was_scheduled():
+    from pimc.mapping.mapper import _edges_note
+
+    assert _edges_note(4, 1, "as their block-0 counterparts", "by heft+belady", default="by heft+belady") == \
+        "4 ops before the blocks as their block-0 counterparts and 1 after by heft+belady"
+    assert _edges_note(4, 1, "by heft+belady", "by heft+belady", default="x") == \
+        "4 ops before and 1 after the blocks by heft+belady"
+    assert _edges_note(0, 1, None, "as their block-0 counterparts", default="x") == \
+        "0 ops before and 1 after the blocks as their block-0 counterparts"
+    assert _edges_note(0, 0, None, None, default="by heft+belady") == "0 ops before and 0 after the blocks by heft+belady"
+
+
+def test_the_heuristic_pieces_around_the_blocks_are_made_once(monkeypatch):
+    from pimc.mapping import mapper
+
+    calls, real = [], mapper._heuristic_piece
+
+    def counted(problem, names, heur, objective):
+        calls.append(tuple(names))
+        return real(problem, names, heur, objective)
+    monkeypatch.setattr(mapper, "_heuristic_piece", counted)
+    monkeypatch.setattr(mapper, "_block_like_piece", lambda *a, **k: None)  # both stitches use the heuristic
+    s = map_problem(ffn_stack(4), MapOptions(max_whole_ops=5))
+    check_schedule(ffn_stack(4), s)
+    assert sorted(calls) == [("d3",), ("n0", "g0", "u0", "m0")]  # once per side, not once per stitch
+    assert "4 ops before and 1 after the blocks by heft+belady" in s.note

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from pimc.errors import ScheduleError
@@ -206,15 +207,20 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
             f"block 0 by CP-SAT ({block.status}, gap {gap}{'; ' + block.note if block.note else ''}); ")
     obj = options.objective
     norm = obj.normalizers(problem, heur)
+
+    @functools.cache  # the ops before or after the blocks by the heuristic: once for both stitches
+    def heuristic_piece(names: tuple[str, ...]):
+        return _heuristic_piece(problem, list(names), heur, obj)
+
     candidates = [("replayed", "replicated and replayed as early as possible with Belady eviction",
-                   lambda: (sequence_schedule(problem, placement, "belady", solver="cpsat-blocks"), ""))]
+                   lambda: (sequence_schedule(problem, placement, "belady", solver="cpsat-blocks"), None))]
     for overlapped, name, how in (
             (False, "stitched", "every block a copy of its schedule, each placed at the earliest offset its "
                                 "inputs, devices, links and scratchpad addresses allow"),
             (True, "overlapped", "every block's ops and transfers placed one by one, each as early as its data, "
                                  "device, link, bandwidth and a scratchpad address allow, on block 0's devices")):
-        candidates.append((name, how, lambda overlapped=overlapped: _stitch(problem, blocks, heur, sub, block, obj,
-                                                                            overlapped=overlapped)))
+        candidates.append((name, how, lambda overlapped=overlapped: _stitch(
+            problem, blocks, heur, sub, block, obj, overlapped=overlapped, heuristic_piece=heuristic_piece)))
     ways, failed = {}, []  # every candidate passes the checker before it can be kept
     for name, how, build in candidates:
         try:
@@ -224,7 +230,7 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
                 raise ScheduleError(f"the checker rejects it: {wrong[0]}")
             if name != "replayed":  # the replay is already named cpsat-blocks
                 s = dataclasses.replace(s, solver=f"cpsat-{name}")
-            ways[name] = (how, s, edges or f"by {heur.solver}")
+            ways[name] = (how, s, edges)
         except ScheduleError as e:
             failed.append(f"not {name}: {e}")
     if not ways:  # map_problem falls back to the heuristic and says why
@@ -235,38 +241,49 @@ def _solve_blocks(problem: MappingProblem, blocks: Blocks, heur: Schedule, optio
             best = name
     made = ", ".join(f"{name} {s.makespan_s:.6g} s" for name, (_, s, _) in ways.items())
     how, s, edges = ways[best]
-    tail = f"; {len(prefix)} ops before and {len(suffix)} after the blocks {edges}"
+    tail = "; " + _edges_note(len(prefix), len(suffix), *(edges or (None, None)), default=f"by {heur.solver}")
     return s, head + f"{how} ({made}{''.join('; ' + f for f in failed)})" + tail
 
 
 def _stitch(problem: MappingProblem, blocks: Blocks, heur: Schedule, sub: MappingProblem, block: Schedule,
-            objective: Objective, overlapped: bool = False) -> tuple[Schedule, str]:
+            objective: Objective, overlapped: bool = False,
+            heuristic_piece=None) -> tuple[Schedule, tuple[str | None, str | None]]:
     """Prefix, the blocks and suffix as pieces, each shifted as early as possible (stitch.py;
     `overlapped`: each op and transfer on its own, overlapped.py); prefix and suffix are solved as
     their own sub-problems by the heuristic, or (`overlapped`) as their counterparts in block 0.
-    Also says how those were scheduled."""
+    Also says how those before and those after were scheduled (None: there are none).
+    `heuristic_piece(names)`, if given, makes the heuristic's piece (the mapper's cached one)."""
     from pimc.mapping.stitch import Piece, Stitcher, replica_names
 
     stitcher = Stitcher(problem)
     place = stitcher.add_overlapped if overlapped else stitcher.add
     before = [op.name for op in problem.ops[:blocks.start]]
     after = [op.name for op in problem.ops[blocks.end:]]
-    edges = []  # how the ops before and after the blocks were scheduled
+    heuristic_piece = heuristic_piece or (lambda names: _heuristic_piece(problem, list(names), heur, objective))
+    edges = {}  # how the ops before and after the blocks were scheduled
 
-    def edge(names: list[str]):
+    def edge(names: list[str], side: str):
         piece = _block_like_piece(problem, names, heur, blocks, block) if overlapped else None
-        edges.append("as their block-0 counterparts" if piece is not None else f"by {heur.solver}")
-        return piece or _heuristic_piece(problem, names, heur, objective)
+        edges[side] = "as their block-0 counterparts" if piece is not None else f"by {heur.solver}"
+        return piece or heuristic_piece(tuple(names))
 
     if before:
-        place(edge(before))
+        place(edge(before, "before"))
     names0 = blocks.ops(problem, 0)
     for k in range(blocks.count):
         ops, tensors = replica_names(problem, names0, blocks.ops(problem, k))
         place(Piece(sub, block, ops, tensors))
     if after:
-        place(edge(after))
-    return stitcher.schedule("cpsat-stitched"), " and ".join(dict.fromkeys(edges))
+        place(edge(after, "after"))
+    return stitcher.schedule("cpsat-stitched"), (edges.get("before"), edges.get("after"))
+
+
+def _edges_note(n_before: int, n_after: int, before: str | None, after: str | None, default: str) -> str:
+    """How the ops before and after the blocks were scheduled, naming each side when they differ."""
+    before, after = before or after or default, after or before or default
+    if before == after:
+        return f"{n_before} ops before and {n_after} after the blocks {before}"
+    return f"{n_before} ops before the blocks {before} and {n_after} after {after}"
 
 
 def _block_like_piece(problem: MappingProblem, names: list[str], heur: Schedule, blocks: Blocks, block: Schedule):
