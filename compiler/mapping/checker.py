@@ -2,7 +2,8 @@
 
 It only reads the problem and the schedule (never calls a scheduler), so a bug in a solver
 cannot hide itself. Times are compared with the schedulers' relative tolerance of 1e-9 (tolerance.py);
-intervals that only touch (end == start) do not overlap.
+a transfer's duration against its link time also allows a few ulps of its start and end (an
+`end - start` far from 0 rounds); intervals that only touch (end == start) do not overlap.
 
 Data flow: every residency needs an origin inside it: the tensor was there at time 0 (inputs,
 weights, unwritten state, in one home memory), its producer ran there, or a transfer (copy, spill
