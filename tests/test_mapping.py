@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -291,3 +292,35 @@ def test_checker_accepts_rounded_transfer_on_long_time_axis():
     short = dataclasses.replace(tr, end_s=tr.end_s - 1e-9)
     with pytest.raises(ScheduleError, match="link needs 1e-06 s"):
         check_schedule(p, dataclasses.replace(s, transfers=(short,)))
+
+
+def _long_axis_schedule(b_latency: float) -> tuple[MappingProblem, Schedule]:
+    """_long_axis with op b costing `b_latency` s, run back to back at t = 32.031 s."""
+    p = _long_axis()
+    p = dataclasses.replace(p, costs={**p.costs, ("b", "npu"): Cost(b_latency, 1.0, 0.0)})
+    tr = Transfer("t1", "dram", "sram", 32.031, 32.031 + 1e-6, 1000)
+    slots = {"a": OpSlot("a", "cpu", 0.0, 32.031), "b": OpSlot("b", "npu", tr.end_s, tr.end_s + b_latency)}
+    res = (Residency("x", "dram", 0.0, 32.031, 1000, 10), Residency("t1", "dram", 0.0, tr.end_s, 0, 1000),
+           Residency("t1", "sram", 32.031, tr.end_s + b_latency, 0, 1000),
+           Residency("y", "sram", tr.end_s, tr.end_s + b_latency, 1000, 10))
+    return p, Schedule(slots=slots, residency=res, transfers=(tr,), solver="hand", status="FEASIBLE",
+                       objective=tr.end_s + b_latency, bound=None, gap=None)
+
+
+def test_checker_rejects_a_short_op_on_a_long_time_axis():
+    # A 10 ns op at t = 32 s: the old margin (relative to the end time) was 32 ns, so an op shrunk to
+    # 0 s passed; the duration margin is the op's own relative tolerance plus a few ulps of its times.
+    p, s = _long_axis_schedule(10e-9)
+    check_schedule(p, s)
+    b = s.slots["b"]
+    shrunk = dataclasses.replace(b, end_s=b.start_s)
+    with pytest.raises(ScheduleError, match="op 'b' lasts 0.0 s"):
+        check_schedule(p, dataclasses.replace(s, slots={**s.slots, "b": shrunk}))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_checker_rejects_times_that_are_not_finite(bad):
+    p, s = _long_axis_schedule(1.0)
+    tr = dataclasses.replace(s.transfers[0], end_s=bad)
+    with pytest.raises(ScheduleError, match="transfer of 't1' .* a time is not finite"):
+        check_schedule(p, dataclasses.replace(s, transfers=(tr,)))

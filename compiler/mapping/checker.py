@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections import defaultdict
 
 from pimc.errors import ScheduleError
@@ -55,11 +56,25 @@ def check_schedule(problem: MappingProblem, schedule: Schedule) -> None:
         raise ScheduleError(f"invalid schedule ({len(v)} violations): " + "; ".join(v[:_SHOWN]) + more)
 
 
+def _not_finite(schedule: Schedule) -> list[str]:
+    """Times that are NaN or infinite, which every later check would silently let through."""
+    bad = [f"op {s.op!r} at [{s.start_s}, {s.end_s}]" for s in schedule.slots.values()
+           if not (math.isfinite(s.start_s) and math.isfinite(s.end_s))]
+    bad += [f"transfer of {t.tensor!r} at [{t.start_s}, {t.end_s}]" for t in schedule.transfers
+            if not (math.isfinite(t.start_s) and math.isfinite(t.end_s))]
+    bad += [f"residency of {r.tensor!r} at [{r.start_s}, {r.end_s}]" for r in schedule.residency
+            if not (math.isfinite(r.start_s) and math.isfinite(r.end_s))]
+    return [f"{b}: a time is not finite" for b in bad]
+
+
 def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str]:
     """All violations, in a deterministic order (ops, devices, transfers, memories)."""
     v: list[str] = []
     slots = schedule.slots
     mem_of = problem.memory_of
+    v.extend(_not_finite(schedule))
+    if v:
+        return v  # every comparison below is false for NaN: nothing else can be judged
 
     # Ops: each exactly once, on a capable device, with the cost-table duration.
     for name, s in slots.items():
@@ -81,7 +96,7 @@ def schedule_violations(problem: MappingProblem, schedule: Schedule) -> list[str
             continue
         if s.start_s < 0 or s.end_s < 0:
             v.append(f"op {op.name!r} has negative time [{s.start_s}, {s.end_s}]")
-        if abs((s.end_s - s.start_s) - cost.latency_s) > _tol(cost.latency_s, s.end_s):
+        if abs((s.end_s - s.start_s) - cost.latency_s) > duration_tol(cost.latency_s, s.start_s, s.end_s):
             v.append(f"op {op.name!r} lasts {s.end_s - s.start_s} s on {s.device!r}, "
                      f"cost table says {cost.latency_s} s")
     ok = {n: s for n, s in slots.items() if n in problem.op_by_name and s.device in mem_of}

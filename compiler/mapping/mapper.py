@@ -9,8 +9,9 @@
   layers) solve one block with CP-SAT and repeat it over every block, keeping the best of: its
   devices and order replayed with Belady eviction, rigid copies of its schedule (stitch.py), and
   overlapped copies whose ops and transfers are placed one by one (overlapped.py: the next layer's loads
-  overlap the current layer's compute). If CP-SAT finds nothing in time, or worse than the
-  heuristic, the heuristic is used and `note` says why. The caller checks every schedule with the
+  overlap the current layer's compute); each candidate must pass the checker. If CP-SAT finds
+  nothing in time, nothing better than the heuristic, or no block candidate passes the checker,
+  the heuristic is used and `note` says why. The caller checks every schedule with the
   independent checker.
 """
 

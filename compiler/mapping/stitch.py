@@ -16,7 +16,8 @@ So the next block's weight loads run while the current block still computes, as 
 memory bandwidth and scratchpad space allow. Memories without a backing (DRAM, device memories) get
 addresses after stitching, as in the list replay; a tensor passed between pieces through such a
 memory is one residency from its producer to its last reader. A piece that would need a boundary tensor where the
-previous piece did not leave it raises ScheduleError (the mapper then replays instead).
+previous piece did not leave it raises ScheduleError (the mapper then keeps another block
+candidate that passes the checker, or the heuristic).
 """
 
 from __future__ import annotations
