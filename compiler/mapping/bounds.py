@@ -5,6 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from pimc.mapping.bandwidth import op_rate, shared_memories
+from pimc.mapping.device_bound import chain_bound, restricted_work_bound
 from pimc.mapping.objective import Objective
 from pimc.mapping.problem import MappingProblem
 from pimc.mapping.traffic_bound import scratchpad_traffic
@@ -12,9 +13,10 @@ from pimc.mapping.traffic_bound import scratchpad_traffic
 
 def lower_bound(problem: MappingProblem, objective: Objective) -> float | None:
     """Makespan: the longest of the critical path (each op at its fastest, starting no earlier than
-    its loads, see `_makespan`), the total fastest work spread over all devices, the loads that must
-    leave each memory spread over its outgoing links and, per shared memory, the least bytes its ops
-    and those loads must draw from it over its bandwidth. Energy: each op at its cheapest. Off-chip bytes:
+    its loads, see `_makespan`), the total fastest work spread over all devices, the work of ops
+    only some devices can run spread over those and chains of such ops on one device (device_bound),
+    the loads that must leave each memory spread over its outgoing links and, per shared memory, the
+    least bytes its ops and those loads must draw from it over its bandwidth. Energy: each op at its cheapest. Off-chip bytes:
     each op at its cheapest plus compulsory traffic (an off-chip input no reader can read in place,
     an output only scratchpad devices can produce), or for one device on a scratchpad the least
     traffic of any op order and eviction counted in bytes (traffic_bound). None for a mix."""
@@ -67,7 +69,9 @@ def _makespan(p: MappingProblem) -> float:
                       if t in arrival), default=0.0)
         ready = max((finish[u] for u in p.graph.predecessors(op.name)), default=0.0)
         finish[op.name] = max(loaded, ready) + fastest[op.name]
-    bound = max(max(finish.values(), default=0.0), sum(fastest.values()) / max(1, len(p.devices)))
+    bound = max(max(finish.values(), default=0.0), sum(fastest.values()) / max(1, len(p.devices)),
+                restricted_work_bound(p, fastest),
+                chain_bound(p, fastest, {o: finish[o] - fastest[o] for o in finish}))
     leaving: dict[str, list[tuple[float, float]]] = {}  # home -> (least crossing time, least reader time after)
     drawn: dict[str, float] = {}  # home -> least bytes the crossings draw from it
     for t, times in arrival.items():

@@ -125,7 +125,10 @@ def map_problem(problem: MappingProblem, options: MapOptions = MapOptions()) -> 
     try:
         if blocks is not None and heur is not None:
             s, note = _solve_blocks(problem, blocks, heur, options)
-            s = _finish(problem, s, obj, note, bound=bound, norm=norm)
+            meets = bound is not None and obj.value(problem, s, norm) <= bound * (1 + 1e-9)
+            s = _finish(problem, s, obj, note + ("; optimal: meets the lower bound" if meets else ""),
+                        "OPTIMAL" if meets else None, bound=bound, norm=norm)
+            s = dataclasses.replace(s, gap=0.0) if meets else s  # equal to the bound up to float rounding
         else:
             s = _solve_cpsat(problem, _solve_options(options),
                             warm=_placement(heur) if heur is not None else None, reference=heur,
