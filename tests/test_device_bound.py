@@ -116,3 +116,18 @@ def test_never_above_a_checked_schedule_on_random_problems(seed):
     for s in schedules:
         check_schedule(p, s)
         assert bound <= s.makespan_s * (1 + 1e-9)
+
+
+def test_a_bound_above_a_checked_schedule_is_withdrawn_loudly():
+    """A lower bound above a checker-accepted schedule is a bug in the bound: the mapper reports no
+    bound and no gap, never OPTIMAL from it, and its note says so (it used to clamp the gap to 0)."""
+    from pimc.mapping.mapper import _finish
+
+    p = _random_problem(0)
+    s = list_schedule(p)
+    check_schedule(p, s)
+    out = _finish(p, s, Objective(), "heuristic", status="OPTIMAL", bound=2 * s.makespan_s)
+    assert out.bound is None and out.gap is None and out.status == "FEASIBLE"
+    assert "withdrawn: above this checked schedule" in out.note
+    kept = _finish(p, s, Objective(), "heuristic", bound=0.5 * s.makespan_s)
+    assert kept.bound == 0.5 * s.makespan_s and kept.gap == pytest.approx(0.5) and kept.status == "FEASIBLE"
