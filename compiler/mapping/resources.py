@@ -34,16 +34,9 @@ class Busy:
             if s < hi:
                 yield e, a, b
 
-    def overlapping(self, start: float, end: float) -> list[tuple[int, int]]:
-        """Address ranges of placed intervals overlapping [start, end) in time."""
-        return [(a, b) for _, a, b in self._live(start, end)]
-
     def ranges(self, start: float, end: float) -> list[tuple[int, int, float]]:
         """(lo, hi, end) of placed intervals overlapping [start, end) in time."""
         return [(a, b, e) for e, a, b in self._live(start, end)]
-
-    def ends_overlapping(self, start: float, end: float) -> list[float]:
-        return [e for e, _, _ in self._live(start, end)]
 
     def conflict_end(self, start: float, end: float, lo: int = 0, hi: int = 1) -> float | None:
         """The latest end among placed intervals overlapping [start, end) x [lo, hi), or None."""

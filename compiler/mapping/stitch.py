@@ -150,12 +150,12 @@ class Stitcher:
         for _, m, a, b, size, solved in held:
             start, end = a + delta, b + delta
             busy = self.resources.get(("memory", m))
-            ranges = [] if busy is None else busy.overlapping(start, end)
+            placed = [] if busy is None else busy.ranges(start, end)  # (lo, hi, end)
+            ranges = [(lo, hi) for lo, hi, _ in placed]
             ranges += [(lo, hi) for s0, e0, lo, hi in mine.get(m, ()) if s0 < end and start < e0]
             off = _fit(sorted(ranges), size, self.p.capacity_bytes[m], solved)
             if off is None:
-                ends = [e for e in busy.ends_overlapping(start, end)] if busy is not None else []
-                later = min((e - a for e in ends if e - a > delta), default=None)
+                later = min((e - a for _, _, e in placed if e - a > delta), default=None)
                 if later is None:
                     raise ScheduleError(f"stitch: scratchpad {m!r} cannot hold the piece's tensors")
                 return None, later
